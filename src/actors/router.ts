@@ -1,0 +1,73 @@
+/** The router actor: every carrier's requests arrive here, are validated once against the route table, and go to their owner. */
+import * as v from 'valibot';
+import { Addresses } from '../bus/addresses.js';
+import type { Bus, RequestContext } from '../bus/bus.js';
+import { validationError } from '../protocol/contract.js';
+import { TabAgentError } from '../protocol/errors.js';
+import type { RouteDef } from '../protocol/route.js';
+import type { Log } from '../runtime/logger.js';
+import { Actor } from './actor.js';
+
+export class RouterActor extends Actor {
+  private readonly table: Map<string, RouteDef>;
+  /** In-flight requests by client request id, so stop_generation can reach them from any carrier. */
+  private readonly inflight = new Map<string, Set<AbortController>>();
+
+  constructor(bus: Bus, log: Log, routes: readonly RouteDef[]) {
+    super(Addresses.router, bus, log);
+    this.table = new Map(routes.map((r) => [r.name, r]));
+  }
+
+  /** Route names, for errors and `GET /v1/routes`. */
+  get routeNames(): string[] {
+    return [...this.table.keys()].sort();
+  }
+
+  override receive(ctx: RequestContext): Promise<unknown> {
+    const { route, payload, requestId } = ctx.envelope.body;
+    const def = this.table.get(route);
+    if (!def) {
+      return Promise.reject(new TabAgentError('ROUTE_NOT_FOUND', `unknown route '${route}'`, { route, available: this.routeNames }));
+    }
+    const parsed = v.safeParse(def.input, payload ?? undefined);
+    if (!parsed.success) return Promise.reject(validationError(parsed.issues, `payload of '${route}'`));
+    if (def.owner === Addresses.router) return Promise.resolve(this.serve(route, parsed.output));
+    if (!this.bus.has(def.owner)) {
+      return Promise.reject(new TabAgentError('UNAVAILABLE', `route '${route}' is not served in this mode (its actor '${def.owner}' is not running)`));
+    }
+    return this.forward(ctx, def, parsed.output, requestId);
+  }
+
+  private forward(ctx: RequestContext, def: RouteDef, payload: unknown, requestId: string): Promise<unknown> {
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort(ctx.signal.reason);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    let set = this.inflight.get(requestId);
+    if (!set) this.inflight.set(requestId, (set = new Set()));
+    set.add(ac);
+    const opts: Parameters<Bus['request']>[2] = {
+      from: Addresses.router,
+      priority: ctx.envelope.priority,
+      traceId: ctx.envelope.traceId,
+      signal: ac.signal,
+      onChunk: (chunk) => ctx.emit(chunk),
+    };
+    if (ctx.deadline !== undefined) opts.deadline = ctx.deadline;
+    return this.bus.request(def.owner, { route: def.name, payload, requestId }, opts).finally(() => {
+      ctx.signal.removeEventListener('abort', onAbort);
+      set.delete(ac);
+      if (set.size === 0) this.inflight.delete(requestId);
+    });
+  }
+
+  private serve(route: string, payload: unknown): unknown {
+    if (route === 'stop_generation') {
+      const target = (payload as { request_id: string }).request_id;
+      const set = this.inflight.get(target);
+      if (!set) return { request_id: target, stopped: false };
+      for (const ac of set) ac.abort(new TabAgentError('CANCELLED', `stopped by stop_generation`));
+      return { request_id: target, stopped: true };
+    }
+    throw new TabAgentError('ROUTE_NOT_FOUND', `the router does not serve '${route}'`);
+  }
+}

@@ -1,0 +1,255 @@
+/** The in-process message bus: addresses, request/reply by correlation id, streams, cancellation, deadlines, events. */
+import type { Envelope, Priority, RequestBody } from './envelope.js';
+import { nextId } from './envelope.js';
+import { Mailbox } from './mailbox.js';
+import { TabAgentError, toTabAgentError, type ErrorBody } from '../protocol/errors.js';
+
+/** What a handler gets besides the envelope: a signal that fires on cancel or deadline, and a way to stream. */
+export interface RequestContext {
+  readonly envelope: Envelope<RequestBody>;
+  readonly signal: AbortSignal;
+  readonly requestId: string;
+  readonly priority: Priority;
+  readonly deadline?: number;
+  /** Sends one stream chunk to the caller, before the final reply. */
+  emit(chunk: unknown): void;
+}
+
+/** Something that can receive requests at an address: an actor, or anything the bus can hand work to. */
+export interface BusTarget {
+  /** Starts handling one request; resolves with the reply body or rejects with an error. */
+  receive(ctx: RequestContext): Promise<unknown>;
+}
+
+export interface RequestOptions {
+  from: string;
+  priority?: Priority;
+  /** Relative timeout in ms; becomes an absolute deadline on the envelope. */
+  timeoutMs?: number;
+  deadline?: number;
+  traceId?: string;
+  signal?: AbortSignal;
+  onChunk?: (chunk: unknown) => void;
+}
+
+interface Slot {
+  mailbox: Mailbox<Delivery>;
+  target: BusTarget | undefined;
+  running: number;
+  concurrency: number;
+}
+
+interface Delivery {
+  env: Envelope<RequestBody>;
+  controller: AbortController;
+  onChunk?: (chunk: unknown) => void;
+  resolve: (value: unknown) => void;
+  reject: (err: TabAgentError) => void;
+  settled: boolean;
+  timer?: NodeJS.Timeout;
+}
+
+export type EventListener = (env: Envelope) => void;
+
+export interface AddressOptions {
+  /** Queued requests beyond which the address answers BUSY. */
+  mailboxCapacity?: number;
+  /** Requests handled at once; the rest wait in the mailbox. */
+  concurrency?: number;
+}
+
+/**
+ * Delivery is by reference inside one thread (an envelope is plain, msgpack-encodable data; the
+ * codec in envelope.ts is applied where an envelope crosses a thread or a socket). Encoding on
+ * every in-thread hop would cost more than the whole HTTP round trip budget.
+ */
+export class Bus {
+  private readonly slots = new Map<string, Slot>();
+  private readonly listeners = new Map<string, Set<EventListener>>();
+  private readonly inflight = new Map<string, Delivery>();
+
+  /** Opens an address; requests queue in its mailbox until a target is attached. */
+  open(address: string, opts: AddressOptions = {}): void {
+    if (this.slots.has(address)) throw new Error(`bus address already open: ${address}`);
+    this.slots.set(address, {
+      mailbox: new Mailbox(opts.mailboxCapacity ?? 1024),
+      target: undefined,
+      running: 0,
+      concurrency: opts.concurrency ?? 256,
+    });
+  }
+
+  /** Attaches (or replaces, after a restart) the target that serves an address. */
+  attach(address: string, target: BusTarget | undefined): void {
+    const slot = this.slot(address);
+    slot.target = target;
+    if (target) this.pump(slot);
+  }
+
+  close(address: string): void {
+    const slot = this.slots.get(address);
+    if (!slot) return;
+    this.slots.delete(address);
+    for (const d of slot.mailbox.drain()) this.fail(d, new TabAgentError('UNAVAILABLE', `${address} is shutting down`));
+  }
+
+  has(address: string): boolean {
+    return this.slots.has(address);
+  }
+
+  /** Queued (not yet started) requests at an address. */
+  depth(address: string): number {
+    return this.slots.get(address)?.mailbox.size ?? 0;
+  }
+
+  /** Sends a request and resolves with the final reply; chunks arrive through onChunk before it. */
+  request(to: string, body: RequestBody, opts: RequestOptions): Promise<unknown> {
+    const slot = this.slots.get(to);
+    if (!slot) return Promise.reject(new TabAgentError('UNAVAILABLE', `no actor at ${to}`));
+    const deadline = opts.deadline ?? (opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : undefined);
+    const env: Envelope<RequestBody> = {
+      id: nextId(),
+      kind: 'request',
+      from: opts.from,
+      to,
+      priority: opts.priority ?? 'normal',
+      traceId: opts.traceId ?? body.requestId,
+      body,
+    };
+    if (deadline !== undefined) env.deadline = deadline;
+    return new Promise((resolve, reject) => {
+      const d: Delivery = { env, controller: new AbortController(), resolve, reject, settled: false };
+      if (opts.onChunk) d.onChunk = opts.onChunk;
+      if (!slot.mailbox.offer(d)) {
+        reject(new TabAgentError('BUSY', `${to} is busy: ${slot.mailbox.capacity} requests already queued`, { retry_after_ms: 100 }));
+        return;
+      }
+      this.inflight.set(env.id, d);
+      if (deadline !== undefined) {
+        const ms = deadline - Date.now();
+        d.timer = setTimeout(() => this.expire(d), Math.max(0, ms));
+      }
+      if (opts.signal) {
+        if (opts.signal.aborted) this.cancel(env.id);
+        else opts.signal.addEventListener('abort', () => this.cancel(env.id), { once: true });
+      }
+      this.pump(slot);
+    });
+  }
+
+  /**
+   * Cancels a request: a queued one ends at once with CANCELLED; a running one has its signal
+   * aborted and ends when its handler returns (a generation then replies with what it produced).
+   */
+  cancel(envelopeId: string): boolean {
+    const d = this.inflight.get(envelopeId);
+    if (!d || d.settled) return false;
+    const slot = this.slots.get(d.env.to);
+    if (slot && slot.mailbox.remove((q) => q === d)) {
+      this.fail(d, new TabAgentError('CANCELLED', 'the request was cancelled before it started'));
+      return true;
+    }
+    d.controller.abort(new TabAgentError('CANCELLED', 'the request was cancelled'));
+    return true;
+  }
+
+  /** Fire-and-forget events (progress, state changes) to every listener of a topic. */
+  publish(topic: string, body: unknown, from: string): void {
+    const set = this.listeners.get(topic);
+    if (!set || set.size === 0) return;
+    const env: Envelope = { id: nextId(), kind: 'event', from, to: topic, priority: 'background', traceId: topic, body };
+    for (const l of set) {
+      try {
+        l(env);
+      } catch {
+        // A listener's failure is its own; the publisher and other listeners carry on.
+      }
+    }
+  }
+
+  subscribe(topic: string, listener: EventListener): () => void {
+    let set = this.listeners.get(topic);
+    if (!set) this.listeners.set(topic, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  private slot(address: string): Slot {
+    const slot = this.slots.get(address);
+    if (!slot) throw new Error(`bus address not open: ${address}`);
+    return slot;
+  }
+
+  private pump(slot: Slot): void {
+    while (slot.target && slot.running < slot.concurrency) {
+      const d = slot.mailbox.take();
+      if (!d) return;
+      this.start(slot, slot.target, d);
+    }
+  }
+
+  private start(slot: Slot, target: BusTarget, d: Delivery): void {
+    if (d.env.deadline !== undefined && Date.now() >= d.env.deadline) {
+      this.expire(d);
+      return;
+    }
+    slot.running++;
+    const ctx: RequestContext = {
+      envelope: d.env,
+      signal: d.controller.signal,
+      requestId: d.env.body.requestId,
+      priority: d.env.priority,
+      emit: (chunk) => {
+        if (!d.settled && d.onChunk) d.onChunk(chunk);
+      },
+    };
+    if (d.env.deadline !== undefined) (ctx as { deadline?: number }).deadline = d.env.deadline;
+    let result: Promise<unknown>;
+    try {
+      result = target.receive(ctx);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (value) => {
+        slot.running--;
+        this.succeed(d, value);
+        this.pump(slot);
+      },
+      (err: unknown) => {
+        slot.running--;
+        this.fail(d, toTabAgentError(d.controller.signal.aborted && !(err instanceof TabAgentError) ? d.controller.signal.reason : err));
+        this.pump(slot);
+      },
+    );
+  }
+
+  private expire(d: Delivery): void {
+    if (d.settled) return;
+    const err = new TabAgentError('TIMEOUT', `the request passed its deadline`, { deadline: new Date(d.env.deadline ?? Date.now()).toISOString() });
+    d.controller.abort(err);
+    const slot = this.slots.get(d.env.to);
+    slot?.mailbox.remove((q) => q === d);
+    this.fail(d, err);
+  }
+
+  private succeed(d: Delivery, value: unknown): void {
+    if (d.settled) return;
+    this.settle(d);
+    d.resolve(value);
+  }
+
+  private fail(d: Delivery, err: TabAgentError): void {
+    if (d.settled) return;
+    this.settle(d);
+    d.reject(err);
+  }
+
+  private settle(d: Delivery): void {
+    d.settled = true;
+    if (d.timer) clearTimeout(d.timer);
+    this.inflight.delete(d.env.id);
+  }
+}
+
+export type { ErrorBody };

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/** The `tabagent` command line: serve, config print, and the tools around the server. */
+import { cac } from 'cac';
+import { ConfigStore, describeConfig, loadConfig, Modes, type LoadOptions } from './runtime/config.js';
+import { createLogger } from './runtime/logger.js';
+import { version } from './runtime/version.js';
+import { TabAgentError } from './protocol/errors.js';
+import { startServer } from './server.js';
+import './transports/register.js';
+
+const cli = cac('tabagent');
+
+interface ServeFlags {
+  mode?: string;
+  host?: string;
+  port?: number;
+  webrtcPort?: number;
+  dataDir?: string;
+  model?: string | string[];
+  config?: string;
+  logLevel?: string;
+  stdio?: boolean;
+}
+
+function list(value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return (Array.isArray(value) ? value : [value]).map(String);
+}
+
+/** Flags map onto config keys; only flags actually given take part in the precedence. */
+function loadOptions(flags: ServeFlags): LoadOptions {
+  const opts: LoadOptions = {
+    flags: {
+      mode: flags.mode,
+      host: flags.host,
+      port: flags.port,
+      webrtc_port: flags.webrtcPort,
+      data_dir: flags.dataDir,
+      models: list(flags.model),
+      log_level: flags.logLevel,
+      'native.stdio': flags.stdio === false ? false : undefined,
+    },
+  };
+  if (flags.config) opts.file = flags.config;
+  return opts;
+}
+
+/** A startup failure is one clear line on stderr and exit code 1, never a stack trace. */
+function fail(err: unknown): never {
+  const message = err instanceof TabAgentError ? err.message : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`tabagent: ${message}\n`);
+  process.exit(1);
+}
+
+cli
+  .command('[serve]', 'Start the server (the default command)')
+  .alias('serve')
+  .option('--mode <mode>', `Transports to run: ${Modes.join(' | ')} (default: all)`)
+  .option('--host <host>', 'Address to listen on (default: 127.0.0.1; never all interfaces unless asked)')
+  .option('--port <port>', 'HTTP and WebSocket port (default: 3000, env TABAGENT_PORT)')
+  .option('--webrtc-port <port>', 'WebRTC signalling port (default: 8002)')
+  .option('--data-dir <dir>', 'Data directory (database, models, IPC socket)')
+  .option('--model <path>', 'Preload a GGUF model (repeatable)')
+  .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
+  .option('--log-level <level>', 'trace | debug | info | warn | error | fatal | silent')
+  .option('--no-stdio', 'In native modes, do not read native-messaging frames on stdin (for a server started in the background)')
+  .action(async (command: string | undefined, flags: ServeFlags) => {
+    if (command !== undefined && command !== 'serve') fail(new TabAgentError('BAD_REQUEST', `unknown command '${command}'; see tabagent --help`));
+    let store: ConfigStore;
+    try {
+      const opts = loadOptions(flags);
+      store = new ConfigStore(loadConfig(opts), opts);
+    } catch (err) {
+      fail(err);
+    }
+    const log = createLogger(store.config.log_level);
+    store.onChange((change) => {
+      if (change.applied.includes('log_level')) log.setLevel(change.config.log_level);
+      if (change.applied.length) log.info('config reloaded', { applied: change.applied });
+      if (change.needsRestart.length) log.warn('config change needs a restart to take effect', { keys: change.needsRestart });
+    });
+    store.watch((err) => log.error('config file change ignored: it does not validate', { err: err.message }));
+
+    let server;
+    try {
+      server = await startServer(store, log);
+    } catch (err) {
+      log.error('failed to start', { err });
+      fail(err);
+    }
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        log.warn('second signal: exiting now', { signal });
+        process.exit(1);
+      }
+      void server.stop(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const drainMs = store.config.shutdown.drain_timeout_ms;
+    await server.stopped;
+    store.close();
+    // Everything is closed; anything still pending (a stuck native handle) must not keep the process alive.
+    setTimeout(() => process.exit(0), Math.min(drainMs, 1000)).unref();
+    process.exitCode = 0;
+  });
+
+cli
+  .command('config <action>', 'config print: the effective configuration and where each value came from')
+  .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
+  .option('--json', 'Print JSON instead of a table')
+  .action((action: string, flags: ServeFlags & { json?: boolean }) => {
+    try {
+      if (action !== 'print') throw new TabAgentError('BAD_REQUEST', `unknown config action '${action}' (try: tabagent config print)`);
+      const resolved = loadConfig(loadOptions(flags));
+      const rows = describeConfig(resolved);
+      if (flags.json) process.stdout.write(JSON.stringify({ config: resolved.config, sources: resolved.sources }, null, 2) + '\n');
+      else {
+        const width = Math.max(...rows.map((r) => r.key.length));
+        for (const r of rows) process.stdout.write(`${r.key.padEnd(width)}  ${JSON.stringify(r.value)}  (${r.source})\n`);
+      }
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cli.help();
+cli.version(version);
+
+try {
+  cli.parse(process.argv, { run: false });
+  await cli.runMatchedCommand();
+} catch (err) {
+  fail(err);
+}

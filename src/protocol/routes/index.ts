@@ -1,0 +1,6 @@
+/** Every route the server knows, gathered from each group: the single table the router and the docs read. */
+import type { RouteDef } from '../route.js';
+import { controlRoutes } from './control.js';
+import { systemRoutes } from './system.js';
+
+export const allRoutes: RouteDef[] = [...systemRoutes, ...controlRoutes];

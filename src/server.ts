@@ -1,0 +1,107 @@
+/** Composes one server: the bus, the core actors, and the transports the mode asks for; and stops it gracefully. */
+import type { Actor } from './actors/actor.js';
+import { RouterActor } from './actors/router.js';
+import { Supervisor } from './actors/supervisor.js';
+import { SystemActor, type ServerFacts } from './actors/system.js';
+import { Addresses } from './bus/addresses.js';
+import { Bus } from './bus/bus.js';
+import { allRoutes } from './protocol/routes/index.js';
+import type { RouteDef } from './protocol/route.js';
+import type { ConfigStore, Mode } from './runtime/config.js';
+import type { RootLog } from './runtime/logger.js';
+import { Gateway } from './transports/gateway.js';
+import { transportFactories, type TransportName } from './transports/index.js';
+
+/** What every actor factory gets: the shared pieces of one running server. */
+export interface ServerContext {
+  bus: Bus;
+  log: RootLog;
+  store: ConfigStore;
+  facts: ServerFacts;
+  routes: readonly RouteDef[];
+  router: RouterActor;
+  /** A gateway for a transport at `from` to reach the router. */
+  gateway(from: string): Gateway;
+  /** Asks the whole server to shut down (stdin EOF in native mode, for example). */
+  requestShutdown(reason: string): void;
+}
+
+export const transportsByMode: Record<Mode, TransportName[]> = {
+  native: ['native'],
+  http: ['http'],
+  webrtc: ['webrtc'],
+  both: ['http', 'native'],
+  all: ['http', 'native', 'webrtc'],
+};
+
+export interface RunningServer {
+  context: ServerContext;
+  supervisor: Supervisor;
+  /** Resolves when the server has stopped (by stop() or requestShutdown). */
+  stopped: Promise<void>;
+  stop(reason?: string): Promise<void>;
+}
+
+export interface CoreActorFactory {
+  address: string;
+  create: (ctx: ServerContext) => Actor;
+  mailboxCapacity?: number;
+  concurrency?: number;
+}
+
+/** Actors every mode runs besides the system actor and the router; the model registry and storage join here. */
+export const coreActorFactories: CoreActorFactory[] = [];
+
+export async function startServer(store: ConfigStore, log: RootLog): Promise<RunningServer> {
+  const config = store.config;
+  const bus = new Bus();
+  const supervisor = new Supervisor(bus, log.child({ actor: 'supervisor' }));
+  const facts: ServerFacts = { mode: config.mode, startedAt: Date.now(), listeners: {}, checks: { started: false } };
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | undefined;
+
+  const router = new RouterActor(bus, log.child({ actor: Addresses.router }), allRoutes);
+  const context: ServerContext = {
+    bus,
+    log,
+    store,
+    facts,
+    routes: allRoutes,
+    router,
+    gateway: (from) => new Gateway(bus, from, config.bus.request_timeout_ms || undefined),
+    requestShutdown: (reason) => void stop(reason),
+  };
+
+  const stop = (reason = 'stop requested'): Promise<void> => {
+    if (stopping) return stopping;
+    facts.checks['started'] = false;
+    log.info('shutting down', { reason, drain_timeout_ms: config.shutdown.drain_timeout_ms });
+    stopping = supervisor.stopAll().then(() => {
+      log.info('stopped');
+      resolveStopped();
+    });
+    return stopping;
+  };
+
+  const mailbox = config.bus.mailbox_capacity;
+  try {
+    await supervisor.spawn({ address: Addresses.system, create: () => new SystemActor(bus, log.child({ actor: Addresses.system }), facts), mailboxCapacity: mailbox });
+    for (const f of coreActorFactories) {
+      await supervisor.spawn({ address: f.address, create: () => f.create(context), mailboxCapacity: f.mailboxCapacity ?? mailbox, concurrency: f.concurrency ?? 1024 });
+    }
+    await supervisor.spawn({ address: Addresses.router, create: () => router, mailboxCapacity: mailbox, concurrency: mailbox });
+    for (const name of transportsByMode[config.mode]) {
+      const factory = transportFactories[name];
+      if (!factory) throw new Error(`transport '${name}' is not available in this build`);
+      const address = `transport.${name}`;
+      await supervisor.spawn({ address, create: () => factory(context), mailboxCapacity: 64, concurrency: 64 });
+    }
+  } catch (err) {
+    await supervisor.stopAll().catch(() => {});
+    throw err;
+  }
+  facts.checks['started'] = true;
+  log.info('server started', { mode: config.mode, listeners: facts.listeners });
+  return { context, supervisor, stopped, stop };
+}

@@ -1,0 +1,30 @@
+/** The gateway: how a transport posts a contract request onto the bus (to the router) and gets chunks and a reply back. */
+import { Addresses } from '../bus/addresses.js';
+import type { Bus, RequestOptions } from '../bus/bus.js';
+import type { Priority } from '../bus/envelope.js';
+
+export interface CallOptions {
+  priority?: Priority;
+  signal?: AbortSignal;
+  onChunk?: (chunk: unknown) => void;
+  timeoutMs?: number;
+}
+
+export class Gateway {
+  constructor(
+    private readonly bus: Bus,
+    /** The transport's own address, recorded as the sender of its envelopes. */
+    readonly from: string,
+    private readonly defaultTimeoutMs?: number,
+  ) {}
+
+  call(route: string, payload: unknown, requestId: string, opts: CallOptions = {}): Promise<unknown> {
+    const ro: RequestOptions = { from: this.from, traceId: requestId };
+    if (opts.priority) ro.priority = opts.priority;
+    if (opts.signal) ro.signal = opts.signal;
+    if (opts.onChunk) ro.onChunk = opts.onChunk;
+    const timeout = opts.timeoutMs ?? this.defaultTimeoutMs;
+    if (timeout !== undefined) ro.timeoutMs = timeout;
+    return this.bus.request(Addresses.router, { route, payload, requestId }, ro);
+  }
+}
