@@ -94,6 +94,5 @@ export class Supervisor {
         (startErr: unknown) => this.restart(child, fresh, startErr),
       );
     }, delay);
-    child.timer.unref();
   }
 }

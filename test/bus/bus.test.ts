@@ -1,0 +1,155 @@
+import t from 'tap';
+import { Bus, type BusTarget, type RequestContext } from '../../src/bus/bus.js';
+import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/bus/envelope.js';
+import { TabAgentError } from '../../src/protocol/errors.js';
+
+const body = (route: string, payload: unknown = null) => ({ route, payload, requestId: `r-${route}` });
+
+function target(fn: (ctx: RequestContext) => Promise<unknown> | unknown): BusTarget {
+  return { receive: (ctx) => Promise.resolve().then(() => fn(ctx)) };
+}
+
+t.test('request/reply by correlation', async (t) => {
+  const bus = new Bus();
+  bus.open('echo');
+  bus.attach('echo', target((ctx) => ({ got: ctx.envelope.body.payload, from: ctx.envelope.from })));
+  const reply = await bus.request('echo', body('x', { n: 1 }), { from: 'test' });
+  t.same(reply, { got: { n: 1 }, from: 'test' });
+});
+
+t.test('a stream delivers chunks in order, then one final reply', async (t) => {
+  const bus = new Bus();
+  bus.open('streamer');
+  bus.attach('streamer', target(async (ctx) => {
+    for (let i = 0; i < 5; i++) {
+      ctx.emit(i);
+      await new Promise((r) => setImmediate(r));
+    }
+    return 'done';
+  }));
+  const chunks: unknown[] = [];
+  const reply = await bus.request('streamer', body('s'), { from: 'test', onChunk: (c) => chunks.push(c) });
+  t.same(chunks, [0, 1, 2, 3, 4]);
+  t.equal(reply, 'done');
+});
+
+t.test('cancellation reaches the running handler through its AbortSignal', async (t) => {
+  const bus = new Bus();
+  bus.open('slow');
+  let sawAbort = false;
+  bus.attach('slow', target((ctx) => new Promise((resolve) => {
+    ctx.signal.addEventListener('abort', () => {
+      sawAbort = true;
+      resolve({ finish_reason: 'cancelled' });
+    });
+  })));
+  const ac = new AbortController();
+  const p = bus.request('slow', body('g'), { from: 'test', signal: ac.signal });
+  setTimeout(() => ac.abort(), 20);
+  t.same(await p, { finish_reason: 'cancelled' }, 'the handler ends the request itself, with what it produced');
+  t.ok(sawAbort);
+});
+
+t.test('a cancelled queued request ends with CANCELLED without running', async (t) => {
+  const bus = new Bus();
+  bus.open('one', { concurrency: 1 });
+  let release!: () => void;
+  let ran = 0;
+  bus.attach('one', target((ctx) => {
+    ran++;
+    if (ctx.envelope.body.route === 'block') return new Promise<void>((r) => (release = r));
+    return 'ok';
+  }));
+  const first = bus.request('one', body('block'), { from: 'test' });
+  const ac = new AbortController();
+  const second = bus.request('one', body('queued'), { from: 'test', signal: ac.signal });
+  ac.abort();
+  await t.rejects(second, { code: 'CANCELLED' });
+  release();
+  await first;
+  t.equal(ran, 1, 'the cancelled request never reached the handler');
+});
+
+t.test('a deadline that passes ends the request with TIMEOUT and aborts the handler', async (t) => {
+  const bus = new Bus();
+  bus.open('never');
+  let aborted: unknown;
+  bus.attach('never', target((ctx) => new Promise(() => {
+    ctx.signal.addEventListener('abort', () => (aborted = ctx.signal.reason));
+  })));
+  await t.rejects(bus.request('never', body('n'), { from: 'test', timeoutMs: 30 }), { code: 'TIMEOUT' });
+  t.equal((aborted as TabAgentError).code, 'TIMEOUT');
+});
+
+t.test('a full mailbox answers BUSY and keeps what it already accepted', async (t) => {
+  const bus = new Bus();
+  bus.open('tight', { mailboxCapacity: 2, concurrency: 1 });
+  const gates: (() => void)[] = [];
+  bus.attach('tight', target((ctx) => new Promise((r) => gates.push(() => r(ctx.envelope.body.payload)))));
+  const running = bus.request('tight', body('a', 1), { from: 'test' });
+  const q1 = bus.request('tight', body('b', 2), { from: 'test' });
+  const q2 = bus.request('tight', body('c', 3), { from: 'test' });
+  const err = await bus.request('tight', body('d', 4), { from: 'test' }).catch((e: TabAgentError) => e);
+  t.equal((err as TabAgentError).code, 'BUSY');
+  t.match((err as TabAgentError).message, /2 requests already queued/);
+  t.ok(((err as TabAgentError).details as { retry_after_ms: number }).retry_after_ms > 0, 'says when to retry');
+  for (let released = 0; released < 3; released++) {
+    while (gates.length === 0) await new Promise((r) => setImmediate(r));
+    gates.shift()!();
+  }
+  t.same(await Promise.all([running, q1, q2]), [1, 2, 3], 'accepted requests all complete');
+});
+
+t.test('a throwing handler becomes INTERNAL_ERROR for that request only', async (t) => {
+  const bus = new Bus();
+  bus.open('flaky');
+  bus.attach('flaky', target((ctx) => {
+    if (ctx.envelope.body.route === 'boom') throw new Error('kaboom');
+    return 'fine';
+  }));
+  await t.rejects(bus.request('flaky', body('boom'), { from: 'test' }), { code: 'INTERNAL_ERROR', message: 'kaboom' });
+  t.equal(await bus.request('flaky', body('ok'), { from: 'test' }), 'fine');
+});
+
+t.test('typed errors keep their code and details', async (t) => {
+  const bus = new Bus();
+  bus.open('typed');
+  bus.attach('typed', target(() => {
+    throw new TabAgentError('NOT_FOUND', 'no such session', { session_id: 'x' });
+  }));
+  await t.rejects(bus.request('typed', body('t'), { from: 'test' }), { code: 'NOT_FOUND', details: { session_id: 'x' } });
+});
+
+t.test('requests to an address nobody opened are UNAVAILABLE', async (t) => {
+  await t.rejects(new Bus().request('nobody', body('x'), { from: 'test' }), { code: 'UNAVAILABLE' });
+});
+
+t.test('requests queue while no target is attached and run once one is', async (t) => {
+  const bus = new Bus();
+  bus.open('later');
+  const p = bus.request('later', body('x', 7), { from: 'test' });
+  bus.attach('later', target((ctx) => ctx.envelope.body.payload));
+  t.equal(await p, 7);
+});
+
+t.test('events reach every subscriber; a failing one does not stop the others', async (t) => {
+  const bus = new Bus();
+  const seen: unknown[] = [];
+  bus.subscribe('topic', () => {
+    throw new Error('bad listener');
+  });
+  const off = bus.subscribe('topic', (env) => seen.push(env.body));
+  bus.publish('topic', { a: 1 }, 'test');
+  off();
+  bus.publish('topic', { a: 2 }, 'test');
+  t.same(seen, [{ a: 1 }]);
+});
+
+t.test('envelopes survive the msgpack codec, optional fields included', async (t) => {
+  const full: Envelope = { id: 'a-1', kind: 'request', from: 'x', to: 'y', correlationId: 'c', priority: 'interactive', deadline: 123, traceId: 't', body: { route: 'chat', payload: { messages: [{ role: 'user', content: 'hé' }] }, requestId: 'r' } };
+  t.same(decodeEnvelope(encodeEnvelope(full)), full);
+  const bare: Envelope = { id: 'a-2', kind: 'chunk', from: 'x', to: 'y', priority: 'normal', traceId: 't', body: { delta: 'x' } };
+  const back = decodeEnvelope(encodeEnvelope(bare));
+  t.same(back, bare);
+  t.notOk('deadline' in back, 'absent optional fields stay absent');
+});
