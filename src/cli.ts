@@ -126,6 +126,89 @@ cli
     }
   });
 
+interface NativeHostFlags {
+  browser?: string;
+  extensionId?: string | string[];
+  userDataDir?: string;
+  dataDir?: string;
+  socket?: string;
+  config?: string;
+  allowExtension?: string | string[];
+}
+
+cli
+  .command('native-host [...caller]', 'The native-messaging host a browser starts: relays frames to the server (starting it if needed)')
+  .option('--data-dir <dir>', 'Data directory of the server to relay to')
+  .option('--socket <path>', 'IPC socket of the server (default: <data-dir>/tabagent.sock)')
+  .option('--config <file>', 'Config file, also given to a server this host starts')
+  .option('--allow-extension <id>', 'Extension id allowed besides extension_ids in the config (repeatable)')
+  .allowUnknownOptions()
+  .action(async (caller: string[], flags: NativeHostFlags) => {
+    // The relay is imported lazily; the launcher written by install-native-host runs host-main.js directly, which loads less.
+    const { runRelay } = await import('./transports/native/relay.js');
+    const argv: string[] = [];
+    if (flags.dataDir) argv.push('--data-dir', String(flags.dataDir));
+    if (flags.socket) argv.push('--socket', String(flags.socket));
+    if (flags.config) argv.push('--config', String(flags.config));
+    for (const id of list(flags.allowExtension) ?? []) argv.push('--allow-extension', id);
+    const code = await runRelay([...argv, ...caller.map(String)]);
+    process.stdout.write('', () => process.exit(code));
+  });
+
+cli
+  .command('install-native-host', 'Register the native-messaging host (com.tabagent.host) with a browser, for this user')
+  .option('--browser <name>', 'chrome | chromium | edge | brave | firefox')
+  .option('--extension-id <id>', 'Extension allowed to use the host (repeatable)')
+  .option('--user-data-dir <dir>', 'Install into this browser profile root (DIR/NativeMessagingHosts) instead of the per-user location')
+  .option('--data-dir <dir>', 'Data directory of the server the host relays to')
+  .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
+  .action(async (flags: NativeHostFlags) => {
+    try {
+      if (!flags.browser) throw new TabAgentError('VALIDATION_ERROR', '--browser is required: chrome | chromium | edge | brave | firefox');
+      const { installNativeHost } = await import('./transports/native/install.js');
+      const { config } = loadConfig(loadOptions(flags));
+      const opts: Parameters<typeof installNativeHost>[0] = { browser: String(flags.browser), extensionIds: list(flags.extensionId) ?? [], dataDir: config.data_dir };
+      if (flags.userDataDir) opts.userDataDir = String(flags.userDataDir);
+      if (config.native.socket_path) opts.socketPath = config.native.socket_path;
+      if (flags.config) opts.configFile = flags.config;
+      const result = installNativeHost(opts);
+      for (const f of result.files) process.stdout.write(`${f.action === 'written' ? 'wrote    ' : 'unchanged'} ${f.path}\n`);
+      process.stdout.write(`host ${String(result.manifest['name'])} allows ${JSON.stringify(result.manifest['allowed_origins'] ?? result.manifest['allowed_extensions'])}; server data dir ${config.data_dir}\n`);
+      if (result.registryCommand) process.stdout.write(`register it with:\n  ${result.registryCommand}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cli
+  .command('uninstall-native-host', 'Remove the native-messaging host manifest and launcher for a browser')
+  .option('--browser <name>', 'chrome | chromium | edge | brave | firefox')
+  .option('--user-data-dir <dir>', 'The browser profile root given at install time, if any')
+  .action(async (flags: NativeHostFlags) => {
+    try {
+      if (!flags.browser) throw new TabAgentError('VALIDATION_ERROR', '--browser is required: chrome | chromium | edge | brave | firefox');
+      const { uninstallNativeHost } = await import('./transports/native/install.js');
+      const opts: Parameters<typeof uninstallNativeHost>[0] = { browser: String(flags.browser) };
+      if (flags.userDataDir) opts.userDataDir = String(flags.userDataDir);
+      const result = uninstallNativeHost(opts);
+      for (const f of result.files) process.stdout.write(`${f.action === 'removed' ? 'removed  ' : 'absent   '} ${f.path}\n`);
+      if (result.registryCommand) process.stdout.write(`remove the registry entry with:\n  ${result.registryCommand}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cli
+  .command('bench [...args]', 'Load-test a server: profiles, suite, soak, report (tabagent bench help lists them)')
+  .allowUnknownOptions()
+  .action(async () => {
+    // The harness is imported only here, so `serve` loads none of it; it parses its own flags.
+    const { main } = await import('../bench/cli.js');
+    const args = process.argv.slice(process.argv.indexOf('bench') + 1);
+    process.exitCode = await main(args);
+    setTimeout(() => process.exit(process.exitCode), 500).unref();
+  });
+
 cli.help();
 cli.version(version);
 

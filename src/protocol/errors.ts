@@ -20,6 +20,7 @@ export const ErrorCodes = [
   'MODEL_NOT_FOUND',
   'MODEL_NOT_LOADED',
   'PAYLOAD_TOO_LARGE',
+  'METHOD_NOT_ALLOWED',
   'CONFLICT',
   'UNAVAILABLE',
 ] as const;
@@ -90,6 +91,7 @@ export const httpStatusFor: Record<ErrorCode, number> = {
   MODEL_NOT_FOUND: 404,
   MODEL_NOT_LOADED: 503,
   PAYLOAD_TOO_LARGE: 413,
+  METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
   UNAVAILABLE: 503,
 };

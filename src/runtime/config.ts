@@ -50,6 +50,10 @@ export const ConfigSchema = v.object({
       allowed_hosts: v.optional(StringList, []),
       ws_max_payload_bytes: v.optional(PositiveInt, 16 * 1024 * 1024),
       ws_max_backpressure_bytes: v.optional(PositiveInt, 4 * 1024 * 1024),
+      /** A stream (SSE) whose reader falls this many bytes behind is cut; held-back text deltas merge, so this is text, not events. */
+      stream_max_pending_bytes: v.optional(PositiveInt, 1024 * 1024),
+      /** Serve the OpenAPI document at /openapi.json and Swagger UI at /docs. */
+      docs: v.optional(v.boolean(), true),
       rate_limit_per_minute: v.optional(NonNegativeInt, 0),
     }),
     {},
@@ -61,6 +65,8 @@ export const ConfigSchema = v.object({
       max_message_bytes: v.optional(PositiveInt, 64 * 1024 * 1024),
       /** Read native-messaging frames on stdin (off for a server started in the background by a relay). */
       stdio: v.optional(v.boolean(), true),
+      /** How long a native-messaging relay waits for the server it started to accept connections. */
+      server_start_timeout_ms: v.optional(PositiveInt, 20_000),
     }),
     {},
   ),
@@ -71,6 +77,10 @@ export const ConfigSchema = v.object({
       max_sessions_per_client: v.optional(PositiveInt, 10),
       max_sessions_per_address: v.optional(PositiveInt, 50),
       idle_timeout_ms: v.optional(PositiveInt, 5 * 60_000),
+      /** A session not connected this long after its offer (or disconnected this long) is closed. */
+      handshake_timeout_ms: v.optional(PositiveInt, 30_000),
+      /** Without trickle, how long the server waits for its ICE gathering before answering with what it has. */
+      ice_gather_timeout_ms: v.optional(PositiveInt, 5_000),
       max_message_bytes: v.optional(PositiveInt, 64 * 1024 * 1024),
     }),
     {},

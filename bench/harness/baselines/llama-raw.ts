@@ -1,0 +1,48 @@
+/** Baseline child: raw node-llama-cpp generation (one context, one sequence, the given threads); one generation per stdin line. */
+import { getLlama } from 'node-llama-cpp';
+
+const [modelPath, threadsArg, maxTokensArg, prompt] = process.argv.slice(2);
+const threads = Number(threadsArg ?? 1);
+const maxTokens = Number(maxTokensArg ?? 32);
+const llama = await getLlama({ gpu: false, logLevel: 'error' as never });
+const model = await llama.loadModel({ modelPath: modelPath! });
+const context = await model.createContext({ threads, contextSize: 2048, sequences: 1 });
+const sequence = context.getSequence();
+// The ChatML text the server's chat template produces for one user message.
+const tokens = model.tokenize(`<|im_start|>user\n${prompt ?? 'Hello'}<|im_end|>\n<|im_start|>assistant\n`, true);
+
+async function generate(seed: number): Promise<{ tokens: number; ttft_ms: number; ms: number }> {
+  await sequence.clearHistory();
+  const t0 = performance.now();
+  let first = 0;
+  let n = 0;
+  for await (const token of sequence.evaluate(tokens, { temperature: 0.8, seed })) {
+    void token;
+    if (n === 0) first = performance.now() - t0;
+    if (++n >= maxTokens) break;
+  }
+  return { tokens: n, ttft_ms: first, ms: performance.now() - t0 };
+}
+
+let seed = 7;
+process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+let partial = '';
+let chain = Promise.resolve();
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (t: string) => {
+  partial += t;
+  let nl: number;
+  while ((nl = partial.indexOf('\n')) >= 0) {
+    partial = partial.slice(nl + 1);
+    chain = chain.then(async () => {
+      process.stdout.write(JSON.stringify(await generate(seed++)) + '\n');
+    });
+  }
+});
+process.stdin.on('end', async () => {
+  await chain;
+  await context.dispose();
+  await model.dispose();
+  process.exit(0);
+});
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,168 @@
+/**
+ * HTTP transport benchmark, all in one process: raw uWebSockets.js hello-world vs `GET /v1/health` through the
+ * bus (same connection count, one keep-alive load generator on a worker thread), and WebSocket round trips.
+ * Run: npx tsc -p tsconfig.json && node dist/bench/http.js [--connections 64] [--seconds 3] [--rounds 2]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import WebSocket from 'ws';
+import { ConfigStore, loadConfig } from '../src/runtime/config.js';
+import { silentLog, type RootLog } from '../src/runtime/logger.js';
+import { startServer } from '../src/server.js';
+import '../src/transports/http/index.js';
+import uWS, { LISTEN_EXCLUSIVE_PORT, type us_listen_socket } from '../src/transports/http/uws.js';
+import { writeResult, type Figure } from './harness/index.js';
+
+/** Keep-alive load generator: `connections` sockets, one request in flight on each, for `seconds`; counts responses. */
+const LOADGEN = `
+const { parentPort, workerData } = require('node:worker_threads');
+const net = require('node:net');
+const { port, path, connections, seconds } = workerData;
+const req = Buffer.from('GET ' + path + ' HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n');
+let done = 0, errors = 0, stop = false;
+const end = Date.now() + seconds * 1000;
+let open = connections;
+for (let i = 0; i < connections; i++) {
+  const s = net.connect(port, '127.0.0.1');
+  s.setNoDelay(true);
+  let buf = Buffer.alloc(0);
+  s.on('connect', () => s.write(req));
+  s.on('data', (d) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    for (;;) {
+      const h = buf.indexOf('\\r\\n\\r\\n');
+      if (h < 0) return;
+      const head = buf.subarray(0, h).toString('latin1');
+      const m = /content-length: *(\\d+)/i.exec(head);
+      const len = m ? Number(m[1]) : 0;
+      if (buf.length < h + 4 + len) return;
+      if (!head.startsWith('HTTP/1.1 200')) errors++;
+      buf = buf.subarray(h + 4 + len);
+      done++;
+      if (Date.now() >= end) { s.end(); return; }
+      s.write(req);
+    }
+  });
+  s.on('close', () => { if (--open === 0) parentPort.postMessage({ done, errors }); });
+  s.on('error', () => { errors++; });
+}
+`;
+
+function load(port: number, urlPath: string, connections: number, seconds: number): Promise<{ rps: number; errors: number }> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(LOADGEN, { eval: true, workerData: { port, path: urlPath, connections, seconds } });
+    const t0 = performance.now();
+    w.once('message', (m: { done: number; errors: number }) => {
+      const s = (performance.now() - t0) / 1000;
+      void w.terminate();
+      resolve({ rps: m.done / s, errors: m.errors });
+    });
+    w.once('error', reject);
+  });
+}
+
+function startRawHello(): Promise<{ port: number; close(): void }> {
+  const app = uWS.App();
+  app.get('/hello', (res) => {
+    res.cork(() => res.writeStatus('200 OK').writeHeader('Content-Type', 'application/json').end('{"status":"ok"}'));
+  });
+  const listen = app.listen as unknown as (h: string, p: number, o: number, cb: (t: us_listen_socket | false) => void) => void;
+  return new Promise((resolve, reject) =>
+    listen.call(app, '127.0.0.1', 0, LISTEN_EXCLUSIVE_PORT, (t) => {
+      if (!t) return reject(new Error('raw uWS could not listen'));
+      resolve({ port: uWS.us_socket_local_port(t), close: () => (uWS.us_listen_socket_close(t), app.close()) });
+    }),
+  );
+}
+
+async function wsRoundTrips(url: string, n: number): Promise<number[]> {
+  const ws = new WebSocket(url);
+  await new Promise((r, j) => (ws.once('open', r), ws.once('error', j)));
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      ws.once('message', () => resolve());
+      ws.send(JSON.stringify({ request_id: `b${i}`, route: 'health' }));
+    });
+    lat.push(performance.now() - t0);
+  }
+  ws.close();
+  return lat.sort((a, b) => a - b);
+}
+
+const pct = (sorted: number[], p: number): number => Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! * 1000) / 1000;
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function main(): Promise<void> {
+  const connections = arg('connections', 64);
+  const seconds = arg('seconds', 3);
+  const rounds = arg('rounds', 2);
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tabagent-bench-http-'));
+  const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent' }, env: {} };
+  const store = new ConfigStore(loadConfig(opts), opts);
+  const server = await startServer(store, Object.assign(Object.create(silentLog), { setLevel() {} }) as RootLog);
+  const url = server.context.facts.listeners['http']!;
+  const port = Number(new URL(url).port);
+  const raw = await startRawHello();
+
+  await load(raw.port, '/hello', connections, 1);
+  await load(port, '/v1/health', connections, 1);
+  const rawRps: number[] = [];
+  const busRps: number[] = [];
+  let errors = 0;
+  for (let r = 0; r < rounds; r++) {
+    const a = await load(raw.port, '/hello', connections, seconds);
+    const b = await load(port, '/v1/health', connections, seconds);
+    rawRps.push(a.rps);
+    busRps.push(b.rps);
+    errors += a.errors + b.errors;
+  }
+  const rawMed = median(rawRps);
+  const busMed = median(busRps);
+  const ratio = Math.round((busMed / rawMed) * 1000) / 1000;
+  const lat = await wsRoundTrips(server.context.facts.listeners['ws']!, 2000);
+
+  raw.close();
+  await server.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+
+  const figures: Figure[] = [
+    { name: 'raw uWebSockets.js hello-world', value: Math.round(rawMed), unit: 'req/s', notes: `${connections} keep-alive connections, ${rounds} x ${seconds} s` },
+    {
+      name: 'GET /v1/health through the bus',
+      value: Math.round(busMed),
+      unit: 'req/s',
+      baseline: { name: 'raw uWebSockets.js hello-world', value: Math.round(rawMed) },
+      ratio,
+      target: '>= 0.75x',
+      pass: ratio >= 0.75,
+      notes: `same process, same connections; rounds raw ${rawRps.map(Math.round).join('/')} vs bus ${busRps.map(Math.round).join('/')}; errors ${errors}`,
+    },
+    { name: 'WebSocket health round trip (1 in flight)', value: pct(lat, 50), unit: 'ms', p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), notes: `${lat.length} requests, JSON frames` },
+  ];
+  writeResult({ suite: 'http', title: 'HTTP and WebSocket transport', command: `node dist/bench/http.js --connections ${connections} --seconds ${seconds} --rounds ${rounds}`, figures });
+  process.stdout.write('| figure | value | unit | baseline | ratio | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n');
+  for (const f of figures) {
+    process.stdout.write(`| ${f.name} | ${f.value} | ${f.unit} | ${f.baseline ? `${f.baseline.value} (${f.baseline.name})` : ''} | ${f.ratio ?? ''} | ${f.p50_ms ?? ''} | ${f.p99_ms ?? ''} |\n`);
+  }
+  process.stdout.write(JSON.stringify({ suite: 'http', figures }, null, 2) + '\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`bench/http failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,102 @@
+/** The WebSocket carrier at /v1/ws: many streams on one socket with a cancel, msgpack frames, bad frames, and the Origin rule on upgrade. */
+import { pack, unpack } from 'msgpackr';
+import t from 'tap';
+import WebSocket from 'ws';
+import { startTestServer } from './fixture.js';
+
+const server = await startTestServer({ flags: { 'http.cors_origins': ['http://app.example'] } });
+t.teardown(() => server.stop());
+
+function open(headers: Record<string, string> = {}): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(server.wsUrl, { headers });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode })));
+  });
+}
+
+t.test('10 concurrent streams on one socket, one cancelled', async (t) => {
+  const ws = await open();
+  const frames = new Map<string, any[]>();
+  const done = new Map<string, any>();
+  let resolveAll!: () => void;
+  const all = new Promise<void>((r) => (resolveAll = r));
+  const ids = Array.from({ length: 10 }, (_, i) => `s${i}`);
+  const victim = 's3';
+  let cancelSent = false;
+  ws.on('message', (data: Buffer, binary: boolean) => {
+    t.notOk(binary, 'JSON requests get text frames');
+    const f = JSON.parse(data.toString());
+    if (f.event === 'chunk') {
+      (frames.get(f.request_id) ?? frames.set(f.request_id, []).get(f.request_id)!).push(f.data);
+      if (f.request_id === victim && !cancelSent) {
+        cancelSent = true;
+        ws.send(JSON.stringify({ request_id: 'cancel-1', route: 'stop_generation', payload: { request_id: victim } }));
+      }
+      return;
+    }
+    done.set(f.request_id, f);
+    if (ids.every((id) => done.has(id)) && done.has('cancel-1')) resolveAll();
+  });
+  for (const id of ids) {
+    const max = id === victim ? 1500 : 12;
+    ws.send(JSON.stringify({ request_id: id, route: 'chat', payload: { model: server.model, messages: [{ role: 'user', content: `hi ${id}` }], max_tokens: max, stream: true } }));
+  }
+  await all;
+  for (const id of ids) {
+    const f = done.get(id);
+    t.equal(f.success, true, `${id} succeeded`);
+    const chunks = frames.get(id) ?? [];
+    const streamed = chunks.map((c) => c.delta).join('');
+    t.equal(streamed, f.data.message.content, `${id}: the chunks add up to the final text`);
+    if (id === victim) t.equal(f.data.finish_reason, 'cancelled', 'the cancelled stream ends with finish_reason cancelled');
+    else t.ok(['stop', 'length'].includes(f.data.finish_reason), `${id} ran to its end`);
+  }
+  t.same(done.get('cancel-1').data, { request_id: victim, stopped: true });
+  ws.close();
+});
+
+t.test('msgpack binary frames get msgpack replies', async (t) => {
+  const ws = await open();
+  const reply = await new Promise<{ data: Buffer; binary: boolean }>((resolve) => {
+    ws.once('message', (data: Buffer, binary: boolean) => resolve({ data, binary }));
+    ws.send(pack({ request_id: 'mp-1', route: 'health' }));
+  });
+  t.ok(reply.binary);
+  const f = unpack(reply.data);
+  t.equal(f.request_id, 'mp-1');
+  t.equal(f.success, true);
+  t.equal(f.data.status, 'ok');
+  ws.close();
+});
+
+t.test('bad frames get error frames and the socket keeps working', async (t) => {
+  const ws = await open();
+  const next = (): Promise<any> => new Promise((resolve) => ws.once('message', (d: Buffer) => resolve(JSON.parse(d.toString()))));
+  let p = next();
+  ws.send('{"request_id": "x", route: }');
+  const bad = await p;
+  t.equal(bad.success, false);
+  t.equal(bad.error.code, 'JSON_ERROR');
+  t.match(bad.error.message, /position 20 \(line 1, column 21\)/);
+  p = next();
+  ws.send(JSON.stringify({ request_id: 'v1', route: 'stop_generation', payload: {} }));
+  const invalid = await p;
+  t.equal(invalid.request_id, 'v1');
+  t.equal(invalid.error.code, 'VALIDATION_ERROR');
+  p = next();
+  ws.send(JSON.stringify({ request_id: 'h1', route: 'health' }));
+  t.equal((await p).success, true);
+  ws.close();
+});
+
+t.test('the Origin and Host rules apply to the upgrade', async (t) => {
+  const err = await open({ Origin: 'https://evil.example' }).catch((e: { status?: number }) => e);
+  t.equal((err as { status?: number }).status, 403, 'a foreign origin cannot open a socket');
+  const hostErr = await open({ Host: 'rebind.example' }).catch((e: { status?: number }) => e);
+  t.equal((hostErr as { status?: number }).status, 403, 'a foreign Host cannot open a socket');
+  const ok = await open({ Origin: 'http://app.example' });
+  ok.close();
+  t.pass('an allowed origin can');
+});

@@ -1,0 +1,133 @@
+/** Test helpers for native messaging: a background server, and hosts spawned with pipes as a browser does. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FrameDecoder, frameText } from '../../../src/transports/native/frame-codec.js';
+import { isLive } from '../../../src/transports/native/ipc.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+export const cliPath = path.join(root, 'dist/src/cli.js');
+export const hostMain = path.join(root, 'dist/src/transports/native/host-main.js');
+
+export function tempDir(prefix = 'tabagent-native-'): { dir: string; remove(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Environment for every process a test starts: quiet logs, no ports, native only. */
+export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, TABAGENT_LOG_LEVEL: 'warn', TABAGENT_MODE: 'native', TABAGENT_PORT: '0', TABAGENT_WEBRTC_PORT: '0', ...extra };
+}
+
+export interface BackgroundServer {
+  child: ChildProcess;
+  socket: string;
+  stderr(): string;
+  stop(): Promise<number | null>;
+}
+
+/** Starts `serve --mode native --no-stdio` (what a relay would start) and waits for its IPC socket. */
+export async function startServer(dataDir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BackgroundServer> {
+  const child = spawn(process.execPath, [cliPath, 'serve', '--mode', 'native', '--no-stdio', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: testEnv(env) });
+  let err = '';
+  let out = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const socket = path.join(dataDir, 'tabagent.sock');
+  const until = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${err}`);
+    if (await isLive(socket)) break;
+    if (Date.now() > until) throw new Error(`server did not listen on ${socket}: ${err}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    child,
+    socket,
+    stderr: () => err,
+    stop: async () => {
+      if (out.length) throw new Error(`the server wrote to stdout: ${JSON.stringify(out.slice(0, 200))}`);
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/**
+ * A host process driven with raw bytes. Every byte it writes to stdout must decode as frames: `frames`
+ * holds them, and `strayBytes` any bytes left over or undecodable (a test asserts it stays 0).
+ */
+export class RawHost {
+  readonly child: ChildProcess;
+  readonly frames: any[] = [];
+  stderr = '';
+  stdoutBytes = 0;
+  decodeErrors: string[] = [];
+  readonly exited: Promise<number | null>;
+  private readonly decoder = new FrameDecoder(2 * 1024 * 1024);
+  private waiters: (() => void)[] = [];
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = [hostMain]) {
+    this.child = spawn(process.execPath, [...command, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: testEnv(env) });
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      this.stdoutBytes += chunk.length;
+      for (const item of this.decoder.push(chunk)) {
+        if (item.ok) this.frames.push(item.value);
+        else this.decodeErrors.push(item.error.message);
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.child.stdin!.on('error', () => {});
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
+      for (const w of this.waiters.splice(0)) w();
+      resolve(code);
+    }));
+  }
+
+  /** Bytes of stdout that were not whole, valid frames. */
+  get strayBytes(): number {
+    return this.decoder.pending + this.decodeErrors.length;
+  }
+
+  write(bytes: Buffer): void {
+    this.child.stdin!.write(bytes);
+  }
+
+  send(message: unknown): void {
+    this.write(frameText(JSON.stringify(message)));
+  }
+
+  end(): void {
+    this.child.stdin!.end();
+  }
+
+  /** Waits for a frame matching `pred` (searching frames already received too). */
+  async waitFor(pred: (f: any) => boolean, timeoutMs = 20_000): Promise<any> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.find(pred);
+      if (found) return found;
+      if (this.child.exitCode !== null || Date.now() > until) throw new Error(`no matching frame; got ${JSON.stringify(this.frames).slice(0, 500)}; stderr: ${this.stderr}`);
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  reply(id: string | null): Promise<any> {
+    return this.waitFor((f) => f.request_id === id && typeof f.success === 'boolean');
+  }
+}
+
+/** A length prefix in native byte order. */
+export function header(length: number): Buffer {
+  const h = Buffer.alloc(4);
+  if (os.endianness() === 'LE') h.writeUInt32LE(length);
+  else h.writeUInt32BE(length);
+  return h;
+}

@@ -1,0 +1,76 @@
+import t from 'tap';
+import { Packr } from 'msgpackr';
+import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
+import { startHarness, wrtc } from './helpers.js';
+
+const h = await startHarness({ max_message_bytes: 4 * 1024 * 1024 });
+t.teardown(() => h.stop());
+const base = { baseUrl: h.baseUrl, fetch: h.fetch, RTCPeerConnection: wrtc.RTCPeerConnection };
+
+for (const flow of ['client_offer', 'server_offer'] as const) {
+  for (const trickle of [false, true]) {
+    t.test(`${flow} handshake (trickle ${trickle}), request and session state`, async (t) => {
+      const c = await TabAgentRtcClient.connect({ ...base, flow, trickle, peerId: 'peer-a' });
+      const health = await c.request<{ status: string }>('health');
+      t.equal(health.status, 'ok');
+      const info = (await h.fetch(`${h.baseUrl}/v1/webrtc/session/${c.sessionId}`, { method: 'GET', headers: {} }).then((r) => r.json())) as Record<string, any>;
+      t.equal(info['state'], 'connected');
+      t.equal(info['flow'], flow);
+      t.equal(info['channel'].label, 'tabagent');
+      t.equal(info['channel'].state, 'open');
+      t.equal(info['peer_id'], 'peer-a');
+      await c.close();
+      const after = (await h.fetch(`${h.baseUrl}/v1/webrtc/session/${c.sessionId}`, { method: 'GET', headers: {} }).then((r) => r.json())) as Record<string, any>;
+      t.equal(after['state'], 'closed');
+      t.match(after['close_reason'], /webrtc_close/);
+      t.equal(h.transport.sessions.size, 0);
+    });
+  }
+}
+
+t.test('streams chunk frames, many requests in flight, cancel', async (t) => {
+  const c = await TabAgentRtcClient.connect(base);
+  t.teardown(() => c.close());
+  const chunks: unknown[] = [];
+  const r = await c.request<{ count: number; finish_reason: string }>('test_stream', { count: 20 }, { onChunk: (d) => chunks.push(d) });
+  t.equal(r.count, 20);
+  t.equal(chunks.length, 20);
+  t.same(chunks[3], { i: 3, delta: 'xxxx' });
+
+  const many = await Promise.all(Array.from({ length: 50 }, (_, i) => c.request<{ echo: number }>('test_stream', { count: 2, echo: i })));
+  t.same(many.map((m) => m.echo), Array.from({ length: 50 }, (_, i) => i));
+
+  const ac = new AbortController();
+  let seen = 0;
+  const slow = c.request<{ count: number; finish_reason: string }>('test_stream', { count: 1000, delay_ms: 5 }, {
+    signal: ac.signal,
+    onChunk: () => {
+      if (++seen === 3) ac.abort();
+    },
+  });
+  const res = await slow;
+  t.equal(res.finish_reason, 'cancelled');
+  t.ok(res.count < 1000);
+  t.equal((await c.request<{ status: string }>('health')).status, 'ok', 'channel still serves after a cancel');
+});
+
+t.test('large messages are split and reassembled both ways, JSON and msgpack', async (t) => {
+  const big = 'y'.repeat(1_500_000) + 'é';
+  for (const codec of [undefined, { encode: (v: unknown) => new Packr({ useRecords: false }).pack(v), decode: (b: Uint8Array) => new Packr({ useRecords: false }).unpack(b) }]) {
+    const c = await TabAgentRtcClient.connect(codec ? { ...base, codec } : base);
+    const r = await c.request<{ echo: string }>('test_stream', { count: 1, echo: big });
+    t.equal(r.echo.length, big.length, `${codec ? 'msgpack' : 'json'}: 1.5 MB echoed`);
+    t.equal(r.echo, big);
+    const chunks: { delta: string }[] = [];
+    await c.request('test_stream', { count: 3, size: 600_000 }, { onChunk: (d) => chunks.push(d as { delta: string }) });
+    t.same(chunks.map((x) => x.delta.length), [600_000, 600_000, 600_000], 'big chunk frames reassembled');
+    await c.close();
+  }
+});
+
+t.test('a message over webrtc.max_message_bytes gets PAYLOAD_TOO_LARGE; the channel keeps serving', async (t) => {
+  const c = await TabAgentRtcClient.connect(base);
+  t.teardown(() => c.close());
+  await t.rejects(c.request('test_stream', { echo: 'z'.repeat(5 * 1024 * 1024) }), { code: 'PAYLOAD_TOO_LARGE' });
+  t.equal((await c.request<{ status: string }>('health')).status, 'ok');
+});
