@@ -1,6 +1,6 @@
 /** WebRTC data-channel benchmark: request round trip vs a raw @roamhq/wrtc echo, streamed chunks/s vs in-process, handshake time; `--soak N` runs connect/close cycles and watches RSS and handles. */
 import { createRequire } from 'node:module';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -247,31 +247,49 @@ async function timeStream(run: (onChunk: (d: unknown) => void) => Promise<unknow
   return tokens / ((performance.now() - t0) / 1000);
 }
 
+/** Threads and open descriptors of this process (Linux /proc; -1 elsewhere): what a peer connection holds natively. */
+function nativeResources(): { threads: number; fds: number } {
+  try {
+    const threads = Number(/Threads:\s*(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? -1);
+    return { threads, fds: readdirSync('/proc/self/fd').length };
+  } catch {
+    return { threads: -1, fds: -1 };
+  }
+}
+
 async function soak(cycles: number): Promise<void> {
   const rig = await startRig();
   const handles = (): number => (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles().length;
-  const rows: { cycle: number; rss_mb: number; handles: number; sessions: number }[] = [];
+  const rows: { cycle: number; rss_mb: number; handles: number; threads: number; fds: number; sessions: number }[] = [];
+  const sample = (cycle: number): void => {
+    rows.push({ cycle, rss_mb: Math.round(process.memoryUsage.rss() / 1e5) / 10, handles: handles(), ...nativeResources(), sessions: rig.transport.sessions.size });
+  };
   const t0 = performance.now();
   for (let i = 1; i <= cycles; i++) {
     const c = await rig.connect({ trickle: true });
     await c.request('health');
     await c.close();
-    if (i % 100 === 0 || i === 1) {
-      await new Promise((r) => setTimeout(r, 50));
-      rows.push({ cycle: i, rss_mb: Math.round(process.memoryUsage.rss() / 1e5) / 10, handles: handles(), sessions: rig.transport.sessions.size });
-    }
+    if (i % 100 === 0 || i === 1) sample(i);
   }
   const elapsed = (performance.now() - t0) / 1000;
+  // The server frees closed peer connections about a second after they close (reclaim.ts): measure after that.
+  await new Promise((r) => setTimeout(r, 1500));
+  sample(cycles);
   await rig.stop();
+  const first = rows[0]!;
   const half = rows[Math.floor(rows.length / 2)]!;
   const last = rows[rows.length - 1]!;
   const growthPer100 = ((last.rss_mb - half.rss_mb) / (last.cycle - half.cycle)) * 100;
+  const maxThreads = Math.max(...rows.map((r) => r.threads));
   const figures: Figure[] = [
-    { name: `soak: ${cycles} connect/request/close cycles`, value: Math.round(cycles / elapsed), unit: 'cycles/s', notes: `RSS ${rows[0]!.rss_mb} -> ${last.rss_mb} MB; handles ${rows[0]!.handles} -> ${last.handles}; sessions left ${last.sessions}` },
-    { name: 'soak: RSS growth over the second half', value: Math.round(growthPer100 * 10) / 10, unit: 'MB per 100 cycles', notes: 'libwebrtc allocates per peer connection and its allocator keeps some; a leak shows as steady growth' },
+    { name: `soak: ${cycles} connect/request/close cycles`, value: Math.round(cycles / elapsed), unit: 'cycles/s', notes: `sessions left ${last.sessions}; handles ${first.handles} -> ${last.handles}` },
+    { name: 'soak: threads after the last close', value: last.threads, unit: 'threads', baseline: { name: 'after cycle 1', value: first.threads }, notes: `at most ${maxThreads} during the run (a peer connection holds 2 until collected; server and client peers share this process)` },
+    { name: 'soak: open descriptors after the last close', value: last.fds, unit: 'fds', baseline: { name: 'after cycle 1', value: first.fds } },
+    { name: 'soak: RSS after the last close', value: last.rss_mb, unit: 'MB', baseline: { name: 'after cycle 1', value: first.rss_mb } },
+    { name: 'soak: RSS growth over the second half', value: Math.round(growthPer100 * 10) / 10, unit: 'MB per 100 cycles', notes: 'a leak shows as steady growth; allocator retention levels off' },
   ];
-  process.stdout.write('| cycle | RSS MB | handles | live sessions |\n|---:|---:|---:|---:|\n');
-  for (const r of rows) process.stdout.write(`| ${r.cycle} | ${r.rss_mb} | ${r.handles} | ${r.sessions} |\n`);
+  process.stdout.write('| cycle | RSS MB | threads | fds | handles | live sessions |\n|---:|---:|---:|---:|---:|---:|\n');
+  for (const r of rows) process.stdout.write(`| ${r.cycle} | ${r.rss_mb} | ${r.threads} | ${r.fds} | ${r.handles} | ${r.sessions} |\n`);
   printMarkdown(figures);
   const file = writeResult({ suite: 'webrtc-soak', title: 'WebRTC session soak', command: `node dist/bench/webrtc.js --soak ${cycles}`, figures });
   process.stderr.write(`written ${file}\n`);
@@ -286,7 +304,8 @@ function printMarkdown(figures: Figure[]): void {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().then(
-    () => process.exit(0),
+    // Exit once stdout is flushed: a piped stdout is written asynchronously.
+    () => process.stdout.write('', () => process.exit(0)),
     (err: unknown) => {
       process.stderr.write(`bench/webrtc: ${err instanceof Error ? err.stack : String(err)}\n`);
       process.exit(1);

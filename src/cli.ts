@@ -126,6 +126,25 @@ cli
     }
   });
 
+cli
+  .command('make-test-model <out>', 'Write a synthetic llama GGUF (random weights, byte-fallback tokenizer, ChatML template) for tests and benchmarks')
+  .option('--size <size>', 'tiny | small | medium (medium = the 25.6M-parameter reference model of the benchmarks)', { default: 'tiny' })
+  .option('--type <type>', 'f32 | q8_0', { default: 'f32' })
+  .option('--seed <n>', 'Weights seed: the same seed, size and type give a byte-identical file', { default: 1 })
+  .action(async (out: string, flags: { size: string; type: string; seed: number }) => {
+    try {
+      const { writeTestModel, readGgufMetadata } = await import('./runtime/gguf/index.js');
+      if (!['tiny', 'small', 'medium'].includes(flags.size)) throw new TabAgentError('VALIDATION_ERROR', `--size must be tiny, small or medium, not '${flags.size}'`);
+      if (!['f32', 'q8_0'].includes(flags.type)) throw new TabAgentError('VALIDATION_ERROR', `--type must be f32 or q8_0, not '${flags.type}'`);
+      if (!Number.isInteger(Number(flags.seed))) throw new TabAgentError('VALIDATION_ERROR', `--seed must be an integer, not '${flags.seed}'`);
+      await writeTestModel(out, { size: flags.size as 'tiny', type: flags.type as 'f32', seed: Number(flags.seed) });
+      const meta = await readGgufMetadata(out);
+      process.stdout.write(`wrote ${out}: ${meta.architecture}, ${meta.parameters} parameters, ${meta.quantization}, ${meta.file_size} bytes\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 interface NativeHostFlags {
   browser?: string;
   extensionId?: string | string[];

@@ -1,14 +1,18 @@
 /** Composes one server: the bus, the core actors, and the transports the mode asks for; and stops it gracefully. */
+import path from 'node:path';
 import type { Actor } from './actors/actor.js';
+import { ModelRegistryActor } from './actors/model-registry.js';
 import { RouterActor } from './actors/router.js';
 import { Supervisor } from './actors/supervisor.js';
+import { StorageActor } from './actors/storage.js';
 import { SystemActor, type ServerFacts } from './actors/system.js';
 import { Addresses } from './bus/addresses.js';
 import { Bus } from './bus/bus.js';
 import { allRoutes } from './protocol/routes/index.js';
 import type { RouteDef } from './protocol/route.js';
-import type { ConfigStore, Mode } from './runtime/config.js';
-import type { RootLog } from './runtime/logger.js';
+import type { Config, ConfigStore, Mode } from './runtime/config.js';
+import type { Log, RootLog } from './runtime/logger.js';
+import { InferencePool, planThreads } from './runtime/pool/pool.js';
 import { Gateway } from './transports/gateway.js';
 import { transportFactories, type TransportName } from './transports/index.js';
 
@@ -49,11 +53,59 @@ export interface CoreActorFactory {
   concurrency?: number;
 }
 
-/** Actors every mode runs besides the system actor and the router; the model registry and storage join here. */
-export const coreActorFactories: CoreActorFactory[] = [];
+/** Actors every mode runs besides the system actor and the router: conversation storage and the model registry. */
+export function coreActorFactories(config: Config): CoreActorFactory[] {
+  return [
+    {
+      address: Addresses.storage,
+      create: (ctx) =>
+        new StorageActor(ctx.bus, ctx.log.child({ actor: Addresses.storage }), {
+          dir: path.join(config.data_dir, 'conversations'),
+          sync: config.storage.sync,
+          maxMessageBytes: config.storage.max_message_bytes,
+        }),
+    },
+    {
+      address: Addresses.models,
+      create: (ctx) => {
+        const log = ctx.log.child({ actor: Addresses.models });
+        return new ModelRegistryActor(ctx.bus, log, {
+          inference: config.inference,
+          modelsDir: config.models_dir,
+          models: config.models,
+          createBackend: () => createInferencePool(config, log),
+        });
+      },
+    },
+  ];
+}
 
-export async function startServer(store: ConfigStore, log: RootLog): Promise<RunningServer> {
+/** The worker pool as the config and the cores allow (see planThreads and docs/tuning.md). */
+export function createInferencePool(config: Config, log: Log): InferencePool {
+  const inf = config.inference;
+  const plan = planThreads(inf);
+  if (plan.oversubscribed) log.warn('inference workers x threads exceed the cores: expect a large slowdown', { ...plan });
+  return new InferencePool({
+    workers: plan.workers,
+    threads: plan.threads,
+    contextSize: inf.context_size,
+    maxSequences: inf.max_sequences,
+    queueLimits: { interactive: inf.queue_limit_interactive, normal: inf.queue_limit_normal, background: inf.queue_limit_background },
+    agingMs: inf.aging_ms,
+    log,
+    logLevel: config.log_level,
+  });
+}
+
+export interface StartOptions {
+  /** Core actors to use instead of the defaults with the same address (tests inject stand-ins this way). */
+  replaceActors?: CoreActorFactory[];
+}
+
+export async function startServer(store: ConfigStore, log: RootLog, opts: StartOptions = {}): Promise<RunningServer> {
   const config = store.config;
+  const replaced = new Map((opts.replaceActors ?? []).map((f) => [f.address, f]));
+  const coreActors = coreActorFactories(config).map((f) => replaced.get(f.address) ?? f);
   const bus = new Bus();
   const supervisor = new Supervisor(bus, log.child({ actor: 'supervisor' }));
   const facts: ServerFacts = { mode: config.mode, startedAt: Date.now(), listeners: {}, checks: { started: false } };
@@ -62,6 +114,7 @@ export async function startServer(store: ConfigStore, log: RootLog): Promise<Run
   let stopping: Promise<void> | undefined;
 
   const router = new RouterActor(bus, log.child({ actor: Addresses.router }), allRoutes);
+  const routePriority = new Map(allRoutes.flatMap((r) => (r.priority ? [[r.name, r.priority] as const] : [])));
   const context: ServerContext = {
     bus,
     log,
@@ -69,7 +122,7 @@ export async function startServer(store: ConfigStore, log: RootLog): Promise<Run
     facts,
     routes: allRoutes,
     router,
-    gateway: (from) => new Gateway(bus, from, config.bus.request_timeout_ms || undefined),
+    gateway: (from) => new Gateway(bus, from, config.bus.request_timeout_ms || undefined, (route) => routePriority.get(route)),
     requestShutdown: (reason) => void stop(reason),
   };
 
@@ -87,7 +140,7 @@ export async function startServer(store: ConfigStore, log: RootLog): Promise<Run
   const mailbox = config.bus.mailbox_capacity;
   try {
     await supervisor.spawn({ address: Addresses.system, create: () => new SystemActor(bus, log.child({ actor: Addresses.system }), facts), mailboxCapacity: mailbox });
-    for (const f of coreActorFactories) {
+    for (const f of coreActors) {
       await supervisor.spawn({ address: f.address, create: () => f.create(context), mailboxCapacity: f.mailboxCapacity ?? mailbox, concurrency: f.concurrency ?? 1024 });
     }
     await supervisor.spawn({ address: Addresses.router, create: () => router, mailboxCapacity: mailbox, concurrency: mailbox });

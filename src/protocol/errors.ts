@@ -23,6 +23,7 @@ export const ErrorCodes = [
   'METHOD_NOT_ALLOWED',
   'CONFLICT',
   'UNAVAILABLE',
+  'INSUFFICIENT_MEMORY',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];
@@ -94,4 +95,5 @@ export const httpStatusFor: Record<ErrorCode, number> = {
   METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
   UNAVAILABLE: 503,
+  INSUFFICIENT_MEMORY: 507,
 };

@@ -16,11 +16,14 @@ export class Gateway {
     /** The transport's own address, recorded as the sender of its envelopes. */
     readonly from: string,
     private readonly defaultTimeoutMs?: number,
+    /** A route's default priority, used when the request names none. */
+    private readonly routePriority: (route: string) => Priority | undefined = () => undefined,
   ) {}
 
   call(route: string, payload: unknown, requestId: string, opts: CallOptions = {}): Promise<unknown> {
     const ro: RequestOptions = { from: this.from, traceId: requestId };
-    if (opts.priority) ro.priority = opts.priority;
+    const priority = opts.priority ?? this.routePriority(route);
+    if (priority) ro.priority = priority;
     if (opts.signal) ro.signal = opts.signal;
     if (opts.onChunk) ro.onChunk = opts.onChunk;
     const timeout = opts.timeoutMs ?? this.defaultTimeoutMs;

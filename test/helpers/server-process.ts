@@ -77,7 +77,11 @@ export async function startServerProcess(opts: ServerProcessOptions = {}): Promi
         }
       });
   const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start within ${opts.startTimeoutMs ?? 30_000} ms; stderr:\n${err}`)), opts.startTimeoutMs ?? 30_000);
+    const timer = setTimeout(() => {
+      // A server that never said it started must not outlive the test that launched it.
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start within ${opts.startTimeoutMs ?? 30_000} ms; stderr:\n${err}`));
+    }, opts.startTimeoutMs ?? 30_000);
     const check = (): void => {
       const line = logs().find((l) => l['msg'] === 'server started');
       if (line) {

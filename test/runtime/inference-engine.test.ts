@@ -124,8 +124,9 @@ t.test('json_schema output parses and matches the schema', async (t) => {
 });
 
 t.test('embeddings have the model dimension; tokenize and detokenize round-trip', async (t) => {
-  const vectors = await engine.embed('tiny', ['hello', 'the world']);
+  const { vectors, tokens: counted } = await engine.embed('tiny', ['hello', 'the world']);
   t.equal(vectors.length, 2);
+  t.equal(counted, (await engine.tokenize('tiny', 'hello')).length + (await engine.tokenize('tiny', 'the world')).length, 'token count for usage');
   t.ok(vectors.every((v) => v.length === 64 && v.every(Number.isFinite)));
   const tokens = await engine.tokenize('tiny', 'the theme');
   t.equal(await engine.detokenize('tiny', tokens), 'the theme');

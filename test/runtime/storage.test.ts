@@ -311,7 +311,7 @@ t.test('fitHistoryToContext keeps system messages and the newest whole turns', a
   t.equal(fit.dropped, 2);
   const tight = fitHistoryToContext(history, { contextTokens: 45, reserveTokens: 10, countTokens });
   t.same(tight.messages.map((m) => m.content), ['sys', 'q3'], 'a turn that does not fit whole is dropped, and all older ones');
-  t.throws(() => fitHistoryToContext(history, { contextTokens: 25, reserveTokens: 10, countTokens }), { code: 'PAYLOAD_TOO_LARGE', message: /newest turn/ });
+  t.throws(() => fitHistoryToContext(history, { contextTokens: 25, reserveTokens: 10, countTokens }), { code: 'BAD_REQUEST', message: /newest turn \(10 tokens\) and the system messages \(10 tokens\) do not fit.*25 tokens less 10 reserved/ });
   const asMessages = history as unknown as Message[];
   t.equal(fitHistoryToContext(asMessages, { contextTokens: 1000, reserveTokens: 0, countTokens: (m) => m.content.length }).tokens, 15);
 });

@@ -6,14 +6,12 @@ interface StorageClient extends WsClient {
   sessionId: string;
 }
 
-/** A session of its own per client: create_session, falling back to a fixed id if the server creates sessions on first write. */
+/** A session of its own per client, seeded with `seedMessages` messages. */
 async function setupSession(target: Parameters<Profile['setup']>[0], index: number, seedMessages: number): Promise<StorageClient> {
   const c = await openWs(target);
-  const title = `bench ${process.pid} ${index}`;
-  const created = await callData(c, 'create_session', { title });
-  if (!created.ok) throw new Error(`create_session over /v1/ws answered ${created.code}: ${created.message ?? ''} (the storage routes may not be in this server yet)`);
-  const data = created.data as { session_id?: string; id?: string; session?: { id?: string; session_id?: string } };
-  const sessionId = data.session_id ?? data.id ?? data.session?.id ?? data.session?.session_id;
+  const created = await callData(c, 'create_session', { title: `bench ${process.pid} ${index}` });
+  if (!created.ok) throw new Error(`create_session over /v1/ws answered ${created.code}: ${created.message ?? ''}`);
+  const sessionId = (created.data as { id?: string }).id;
   if (!sessionId) throw new Error(`create_session replied without a session id: ${JSON.stringify(created.data).slice(0, 200)}`);
   for (let i = 0; i < seedMessages; i++) {
     const o = await c.contract.call('save_message', message(sessionId, i));

@@ -2,8 +2,10 @@
 import type { RouteDef } from '../route.js';
 import { controlRoutes } from './control.js';
 import { httpRoutes } from './http.js';
+import { inferenceRoutes } from './inference.js';
+import { modelRoutes } from './models.js';
 import { sessionRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { webrtcRoutes } from './webrtc.js';
 
-export const allRoutes: RouteDef[] = [...systemRoutes, ...controlRoutes, ...httpRoutes, ...webrtcRoutes, ...sessionRoutes];
+export const allRoutes: RouteDef[] = [...systemRoutes, ...controlRoutes, ...inferenceRoutes, ...modelRoutes, ...httpRoutes, ...webrtcRoutes, ...sessionRoutes];

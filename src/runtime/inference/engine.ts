@@ -6,7 +6,7 @@
  *   load(id, path) -> ModelInfo          memory-mapped; idempotent for the same id and path
  *   unload(id), loaded(), info(id)
  *   generate(id, input, params, onText, signal) -> GenerateResult   concurrent calls share decode steps
- *   embed(id, inputs) -> number[][], tokenize(id, text) -> number[], detokenize(id, tokens) -> string
+ *   embed(id, inputs) -> {vectors, tokens}, tokenize(id, text) -> number[], detokenize(id, tokens) -> string
  *   dispose()
  *
  * Why it drives llama.cpp itself instead of LlamaCompletion / sequence.evaluate(): node-llama-cpp dispatches a batch on
@@ -41,7 +41,7 @@ import {
 import { TabAgentError } from '../../protocol/errors.js';
 import type { Log } from '../logger.js';
 import { readGguf, summariseGguf } from '../gguf/reader.js';
-import type { ChatMessage, FinishReason, GenerateInput, GenerateResult, ModelInfo, SamplingParams } from './types.js';
+import type { ChatMessage, EmbedResult, FinishReason, GenerateInput, GenerateResult, ModelInfo, SamplingParams } from './types.js';
 
 export interface InferenceEngineOptions {
   /** CPU threads per context. Oversubscribing cores is catastrophic for llama.cpp: keep threads x contexts <= cores. */
@@ -517,13 +517,15 @@ class LoadedModel {
     return best;
   }
 
-  embed(inputs: string[]): Promise<number[][]> {
-    const run = async () => {
+  embed(inputs: string[]): Promise<EmbedResult> {
+    const run = async (): Promise<EmbedResult> => {
       this.embedding ??= this.model.createEmbeddingContext({ contextSize: this.contextSize, threads: this.threads });
       const ctx = await this.embedding;
-      const out: number[][] = [];
+      const vectors: number[][] = [];
+      let counted = 0;
       for (const text of inputs) {
         const tokens = this.model.tokenize(text);
+        counted += tokens.length;
         if (tokens.length > this.contextSize) {
           throw new TabAgentError(
             'BAD_REQUEST',
@@ -531,9 +533,9 @@ class LoadedModel {
             { input_tokens: tokens.length, context_size: this.contextSize },
           );
         }
-        out.push([...(await ctx.getEmbeddingFor(tokens)).vector]);
+        vectors.push([...(await ctx.getEmbeddingFor(tokens)).vector]);
       }
-      return out;
+      return { vectors, tokens: counted };
     };
     const p = this.embedQueue.then(run, run);
     this.embedQueue = p.catch(() => undefined);
@@ -827,7 +829,7 @@ export class InferenceEngine {
     return { tokens, stopStrings, stopTokens };
   }
 
-  async embed(id: string, inputs: string[]): Promise<number[][]> {
+  async embed(id: string, inputs: string[]): Promise<EmbedResult> {
     if (!Array.isArray(inputs) || inputs.some((s) => typeof s !== 'string')) throw badParam('input', 'must be a string or a list of strings');
     return (await this.get(id)).embed(inputs);
   }

@@ -39,6 +39,12 @@ export interface GenerateResult {
   ttft_ms: number;
 }
 
+/** Embeddings in input order, and the tokens they took (for `usage`). */
+export interface EmbedResult {
+  vectors: number[][];
+  tokens: number;
+}
+
 export interface ModelInfo {
   id: string;
   path: string;

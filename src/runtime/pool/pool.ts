@@ -6,7 +6,7 @@ import { BroadcastChannel, MessageChannel, type MessagePort } from 'node:worker_
 import { Piscina, queueOptionsSymbol } from 'piscina';
 import { encodeEnvelope, nextId, type Priority } from '../../bus/envelope.js';
 import { TabAgentError, type ErrorBody } from '../../protocol/errors.js';
-import type { GenerateInput, GenerateResult, ModelInfo, SamplingParams } from '../inference/types.js';
+import type { EmbedResult, GenerateInput, GenerateResult, ModelInfo, SamplingParams } from '../inference/types.js';
 import type { Log } from '../logger.js';
 import { PriorityTaskQueue, taskOptions, type QueueLimits, type QueuedTaskOptions, type Task } from './priority-queue.js';
 import { CANCEL, type ControlReply, type ControlRequest, type ModelRef, type PoolTask, type TaskPayloads, type TaskReply, type TaskResults, type TaskRoute, type WorkerConfig } from './protocol.js';
@@ -105,9 +105,9 @@ interface PlacedOptions extends QueuedTaskOptions {
 let poolCounter = 0;
 
 function workerFile(): string {
-  // Under tsx (tests) the sources run as .ts; compiled, the worker is the .js beside this file.
+  // Compiled, the worker is the .js beside this file; under tsx (tests) a shim registers tsx in the worker first.
   const js = fileURLToPath(new URL('./worker.js', import.meta.url));
-  return existsSync(js) ? js : fileURLToPath(new URL('./worker.ts', import.meta.url));
+  return existsSync(js) ? js : fileURLToPath(new URL('./worker-tsx.mjs', import.meta.url));
 }
 
 export class InferencePool {
@@ -216,7 +216,7 @@ export class InferencePool {
     return this.submit('generate', id, (model) => ({ model, input, params }), opts);
   }
 
-  embed(id: string, inputs: string[], opts: CallOptions = {}): Promise<number[][]> {
+  embed(id: string, inputs: string[], opts: CallOptions = {}): Promise<EmbedResult> {
     return this.submit('embed', id, (model) => ({ model, inputs }), opts);
   }
 
@@ -302,7 +302,8 @@ export class InferencePool {
     const task: PoolTask & Record<symbol, unknown> = { env, [queueOptionsSymbol]: qopts };
     if (channel) task.port = channel.port2;
     const onText = opts.onText;
-    if (channel && onText) channel.port1.on('message', (delta: string) => onText(delta));
+    // always listen: a port nobody listens on is never started, and its 'close' (awaited below) never comes
+    if (channel) channel.port1.on('message', onText ? (delta: string) => onText(delta) : () => {});
     // the port closes after the worker's last delta: waiting for it keeps deltas ahead of the final reply
     const portClosed = channel ? new Promise<void>((r) => channel.port1.once('close', () => r())) : Promise.resolve();
     let started = false;

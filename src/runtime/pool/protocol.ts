@@ -1,6 +1,6 @@
 /** Messages between the inference pool (main thread) and its worker threads: task payloads and control-channel messages. */
 import type { ErrorBody } from '../../protocol/errors.js';
-import type { GenerateInput, GenerateResult, ModelInfo, SamplingParams } from '../inference/types.js';
+import type { EmbedResult, GenerateInput, GenerateResult, ModelInfo, SamplingParams } from '../inference/types.js';
 
 /** Options each worker builds its InferenceEngine from (piscina workerData). */
 export interface WorkerConfig {
@@ -36,7 +36,7 @@ export type TaskRoute = keyof TaskPayloads;
 
 export interface TaskResults {
   generate: GenerateResult;
-  embed: number[][];
+  embed: EmbedResult;
   tokenize: number[];
   detokenize: string;
 }

@@ -25,7 +25,7 @@ export interface FitResult<M> {
 }
 
 /**
- * The policy (docs and notes/storage.md):
+ * The policy (docs/storage.md, "Fitting history into the context"):
  * 1. Every system message is kept, wherever it stands.
  * 2. The rest is cut into turns: a turn starts at a user message and runs to the next one (the
  *    assistant reply, tool and function messages stay with the question that caused them).
@@ -61,7 +61,7 @@ export function fitHistoryToContext<M extends FitMessage>(messages: readonly M[]
     if (used + turnTokens > budget) {
       if (t === turns.length - 1) {
         throw new TabAgentError(
-          'PAYLOAD_TOO_LARGE',
+          'BAD_REQUEST',
           `the newest turn (${turnTokens} tokens) and the system messages (${systemTokens} tokens) do not fit the model's context: ` +
             `${opts.contextTokens} tokens less ${opts.reserveTokens} reserved for the reply`,
           { context_tokens: opts.contextTokens, reserve_tokens: opts.reserveTokens, turn_tokens: turnTokens, system_tokens: systemTokens },

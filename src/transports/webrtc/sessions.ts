@@ -7,6 +7,7 @@ import type { Config } from '../../runtime/config.js';
 import type { Log } from '../../runtime/logger.js';
 import type { Gateway } from '../gateway.js';
 import type { IceCandidateInit, RtcPeerConnectionCtor } from './rtc.js';
+import { PeerReclaimer } from './reclaim.js';
 import { WebRtcSession, type SessionInfo } from './session.js';
 
 type WebRtcConfig = Config['webrtc'];
@@ -26,6 +27,7 @@ const MAX_TOMBSTONES = 256;
 export class SessionManager {
   private readonly live = new Map<string, WebRtcSession>();
   private readonly tombstones = new Map<string, { info: SessionInfo; at: number }>();
+  private readonly reclaimer = new PeerReclaimer();
   private sweeper: NodeJS.Timeout | undefined;
   private accepting = true;
 
@@ -60,6 +62,7 @@ export class SessionManager {
       // A session that never got through its offer is forgotten, not kept as a tombstone.
       session.close('the offer failed');
       this.live.delete(session.id);
+      this.reclaimer.closed();
       throw err;
     }
   }
@@ -112,6 +115,7 @@ export class SessionManager {
     this.sweeper = undefined;
     for (const s of [...this.live.values()]) this.retire(s, reason);
     this.tombstones.clear();
+    this.reclaimer.stop();
   }
 
   private create(flow: 'client_offer' | 'server_offer', peerId: string | null, remoteAddress: string | null): WebRtcSession {
@@ -156,6 +160,7 @@ export class SessionManager {
     if (this.live.get(session.id) !== session) return;
     this.live.delete(session.id);
     session.close(reason);
+    this.reclaimer.closed();
     this.deps.log.info('webrtc session closed', { session_id: session.id, reason, messages_in: session.info().messages_in });
     this.tombstones.set(session.id, { info: session.info(), at: Date.now() });
     if (this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!);

@@ -1,9 +1,11 @@
 /** The HTTP transport's own behaviour: errors (400/404/405/413), request ids, Host and Origin rules, CORS, the route listing, OpenAPI and /docs. */
+import { Validator } from '@seriousme/openapi-schema-validator';
 import t from 'tap';
+import { allRoutes } from '../../../src/protocol/routes/index.js';
 import { raw } from './client.js';
 import { startTestServer } from './fixture.js';
 
-const server = await startTestServer({ flags: { 'http.body_limit_bytes': 4096, 'http.cors_origins': ['http://app.example'], extension_ids: ['abcdefghijklmnopabcdefghijklmnop'] } });
+const server = await startTestServer({ logLevel: 'debug', flags: { 'http.body_limit_bytes': 4096, 'http.cors_origins': ['http://app.example'], extension_ids: ['abcdefghijklmnopabcdefghijklmnop'] } });
 t.teardown(() => server.stop());
 
 t.test('health answers 200 JSON and echoes X-Request-Id', async (t) => {
@@ -13,6 +15,18 @@ t.test('health answers 200 JSON and echoes X-Request-Id', async (t) => {
   t.equal(res.json().status, 'ok');
   const made = await raw(server.url, 'GET', '/v1/health');
   t.ok(made.headers['x-request-id'], 'a request without one gets an id');
+});
+
+t.test('the request id is in the log lines of that request', async (t) => {
+  await raw(server.url, 'POST', '/v1/generation/stop', { headers: { 'X-Request-Id': 'log-me-1' }, body: '{}' });
+  await raw(server.url, 'GET', '/v1/health', { headers: { 'X-Request-Id': 'log-me-2' } });
+  for (const id of ['log-me-1', 'log-me-2']) {
+    const mentions = (): Record<string, unknown>[] => server.logs().filter((l) => JSON.stringify(l).includes(id));
+    for (let i = 0; i < 100 && mentions().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const lines = mentions();
+    t.ok(lines.length > 0, `${id} is logged`);
+    for (const l of lines) t.equal(l['request_id'], id, `'${String(l['msg'])}' carries request_id ${id}`);
+  }
 });
 
 t.test('bad JSON is a 400 naming the position', async (t) => {
@@ -119,10 +133,15 @@ t.test('GET /v1/routes lists every route with its bindings and every endpoint', 
   t.same(chat, { method: 'POST', path: '/v1/chat/completions', operation: 'openai_chat_completions', route: 'chat' });
 });
 
-t.test('the OpenAPI document is 3.1 and lists every bound route', async (t) => {
+t.test('the OpenAPI document is valid 3.1 and lists every bound route', async (t) => {
   const doc = (await raw(server.url, 'GET', '/openapi.json')).json();
   t.equal(doc.openapi, '3.1.0');
   t.ok(doc.info.title && doc.info.version);
+  const validation = await new Validator().validate(doc);
+  t.ok(validation.valid, `the document validates against the OpenAPI 3.1 schema: ${JSON.stringify(validation.errors ?? []).slice(0, 2000)}`);
+  for (const route of allRoutes) {
+    for (const b of route.http ?? []) t.equal(doc.paths[b.path]?.[b.method.toLowerCase()]?.['x-tabagent-route'], route.name, `${b.method} ${b.path} documents route ${route.name}`);
+  }
   const listing = (await raw(server.url, 'GET', '/v1/routes')).json();
   for (const route of listing.routes) {
     for (const b of route.http) {

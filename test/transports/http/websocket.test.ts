@@ -4,7 +4,8 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { startTestServer } from './fixture.js';
 
-const server = await startTestServer({ flags: { 'http.cors_origins': ['http://app.example'] } });
+const maxPayload = 64 * 1024;
+const server = await startTestServer({ flags: { 'http.cors_origins': ['http://app.example'], 'http.ws_max_payload_bytes': maxPayload } });
 t.teardown(() => server.stop());
 
 function open(headers: Record<string, string> = {}): Promise<WebSocket> {
@@ -89,6 +90,20 @@ t.test('bad frames get error frames and the socket keeps working', async (t) => 
   ws.send(JSON.stringify({ request_id: 'h1', route: 'health' }));
   t.equal((await p).success, true);
   ws.close();
+});
+
+t.test('a message over http.ws_max_payload_bytes closes that socket only', async (t) => {
+  const ws = await open();
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  ws.send(JSON.stringify({ request_id: 'big-1', route: 'health', payload: { pad: 'x'.repeat(maxPayload + 1) } }));
+  t.ok([1006, 1009].includes(await closed), 'the oversized message ends the connection (uWS drops it before parsing)');
+  const next = await open();
+  const reply = await new Promise<any>((resolve) => {
+    next.once('message', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    next.send(JSON.stringify({ request_id: 'after-big', route: 'health' }));
+  });
+  t.equal(reply.success, true, 'the server keeps serving other sockets');
+  next.close();
 });
 
 t.test('the Origin and Host rules apply to the upgrade', async (t) => {

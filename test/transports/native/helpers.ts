@@ -1,11 +1,11 @@
 /** Test helpers for native messaging: a background server, and hosts spawned with pipes as a browser does. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FrameDecoder, frameText } from '../../../src/transports/native/frame-codec.js';
-import { isLive } from '../../../src/transports/native/ipc.js';
+import { connectIpc, isLive } from '../../../src/transports/native/ipc.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 export const cliPath = path.join(root, 'dist/src/cli.js');
@@ -49,9 +49,10 @@ export async function startServer(dataDir: string, args: string[] = [], env: Nod
     socket,
     stderr: () => err,
     stop: async () => {
-      if (out.length) throw new Error(`the server wrote to stdout: ${JSON.stringify(out.slice(0, 200))}`);
       if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
+      const code = await exited;
+      if (out.length) throw new Error(`the server wrote to stdout: ${JSON.stringify(out.slice(0, 200))}`);
+      return code;
     },
   };
 }
@@ -130,4 +131,60 @@ export function header(length: number): Buffer {
   if (os.endianness() === 'LE') h.writeUInt32LE(length);
   else h.writeUInt32BE(length);
   return h;
+}
+
+/** Asks the server listening on `socketPath` for its pid (route `system`), or null when none answers. */
+async function serverPid(socketPath: string): Promise<number | null> {
+  const socket = await connectIpc(socketPath).catch(() => null);
+  if (!socket) return null;
+  const decoder = new FrameDecoder();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => finish(null), 10_000);
+    const finish = (pid: number | null): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(pid);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      for (const item of decoder.push(chunk)) {
+        const frame = item.ok ? (item.value as { request_id?: string; data?: { pid?: number } }) : undefined;
+        if (frame?.request_id === 'pid') finish(frame.data?.pid ?? null);
+      }
+    });
+    socket.on('error', () => finish(null));
+    socket.write(frameText(JSON.stringify({ request_id: 'pid', route: 'system' })));
+  });
+}
+
+/** Whether the process exists and is not a zombie (an orphan's exit may be reaped late). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Stops the server that serves `dataDir` (one a relay started detached, which no test holds a handle to):
+ * SIGTERM, then SIGKILL if it has not exited within `timeoutMs`. Resolves with its pid, or null if none ran.
+ */
+export async function stopServerIn(dataDir: string, timeoutMs = 15_000): Promise<number | null> {
+  const pid = await serverPid(path.join(dataDir, 'tabagent.sock'));
+  if (pid === null) return null;
+  process.kill(pid, 'SIGTERM');
+  const until = Date.now() + timeoutMs;
+  while (isRunning(pid)) {
+    if (Date.now() > until) {
+      process.kill(pid, 'SIGKILL');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return pid;
 }

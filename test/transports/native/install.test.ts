@@ -4,6 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { Browsers, installNativeHost, uninstallNativeHost } from '../../../src/transports/native/install.js';
 import { cliPath, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
@@ -41,4 +42,48 @@ t.test('bad input names what is wrong', async (tt) => {
   await tt.rejects(bad(['--browser', 'netscape', '--extension-id', id]), { stderr: /--browser 'netscape' is not supported/ });
   await tt.rejects(bad(['--browser', 'chrome', '--extension-id', 'not-an-id']), { stderr: /not a Chromium extension id/ });
   await tt.rejects(bad(['--browser', 'chrome']), { stderr: /at least one --extension-id/ });
+});
+
+t.test('every browser gets its per-user location on Linux and macOS, and the registry command on Windows', async (tt) => {
+  const home = path.join(tmp.dir, 'home');
+  const expected: Record<string, { linux: string; darwin: string; key: string }> = {
+    chrome: { linux: '.config/google-chrome/NativeMessagingHosts', darwin: 'Library/Application Support/Google/Chrome/NativeMessagingHosts', key: 'HKCU\\Software\\Google\\Chrome\\NativeMessagingHosts' },
+    chromium: { linux: '.config/chromium/NativeMessagingHosts', darwin: 'Library/Application Support/Chromium/NativeMessagingHosts', key: 'HKCU\\Software\\Chromium\\NativeMessagingHosts' },
+    edge: { linux: '.config/microsoft-edge/NativeMessagingHosts', darwin: 'Library/Application Support/Microsoft Edge/NativeMessagingHosts', key: 'HKCU\\Software\\Microsoft\\Edge\\NativeMessagingHosts' },
+    brave: { linux: '.config/BraveSoftware/Brave-Browser/NativeMessagingHosts', darwin: 'Library/Application Support/BraveSoftware/Brave-Browser/NativeMessagingHosts', key: 'HKCU\\Software\\BraveSoftware\\Brave-Browser\\NativeMessagingHosts' },
+    firefox: { linux: '.mozilla/native-messaging-hosts', darwin: 'Library/Application Support/Mozilla/NativeMessagingHosts', key: 'HKCU\\Software\\Mozilla\\NativeMessagingHosts' },
+  };
+  for (const browser of Browsers) {
+    const ids = browser === 'firefox' ? ['tabagent@example.org', 'other@example.org'] : [id, 'bcdefghijklmnopabcdefghijklmnopa'];
+    for (const platform of ['linux', 'darwin'] as const) {
+      const opts = { browser, extensionIds: ids, dataDir: path.join(tmp.dir, 'data'), platform, home };
+      const dir = path.join(home, expected[browser]![platform]);
+      const first = installNativeHost(opts);
+      tt.same(first.files.map((f) => [f.path, f.action]), [[path.join(dir, 'tabagent-native-host'), 'written'], [path.join(dir, 'com.tabagent.host.json'), 'written']], `${browser} on ${platform}: written to ${dir}`);
+      const manifest = JSON.parse(readFileSync(path.join(dir, 'com.tabagent.host.json'), 'utf8'));
+      if (browser === 'firefox') tt.same(manifest.allowed_extensions, ids);
+      else tt.same(manifest.allowed_origins, ids.map((i) => `chrome-extension://${i}/`));
+      tt.equal(manifest.path, path.join(dir, 'tabagent-native-host'));
+      tt.same(installNativeHost(opts).files.map((f) => f.action), ['unchanged', 'unchanged'], `${browser} on ${platform}: installing again changes nothing`);
+      tt.same(uninstallNativeHost(opts).files.map((f) => f.action), ['removed', 'removed']);
+      tt.same(uninstallNativeHost(opts).files.map((f) => f.action), ['absent', 'absent'], `${browser} on ${platform}: uninstalling again is fine`);
+    }
+    const win = installNativeHost({ browser, extensionIds: ids, dataDir: path.join(tmp.dir, 'data'), platform: 'win32', home, env: { APPDATA: path.join(home, 'AppData') } });
+    const manifestFile = path.join(home, 'AppData', 'TabAgent', 'native-host', browser, 'com.tabagent.host.json');
+    tt.equal(win.registryCommand, `reg add "${expected[browser]!.key}\\com.tabagent.host" /ve /t REG_SZ /d "${manifestFile}" /f`, `${browser} on Windows: the registry command`);
+    tt.match(readFileSync(path.join(path.dirname(manifestFile), 'tabagent-native-host.cmd'), 'utf8'), `host-main.js" "--data-dir" "${path.join(tmp.dir, 'data')}" "--allow-extension" "${ids[0]}"`, `${browser} on Windows: the launcher`);
+    tt.match(uninstallNativeHost({ browser, platform: 'win32', home, env: { APPDATA: path.join(home, 'AppData') } }).registryCommand, /^reg delete /);
+  }
+});
+
+t.test('without --user-data-dir the CLI writes to the browser folder in the home directory', async (tt) => {
+  const home = path.join(tmp.dir, 'cli-home');
+  const env = { ...process.env, HOME: home, XDG_DATA_HOME: path.join(home, '.local/share') };
+  const out = await run(process.execPath, [cliPath, 'install-native-host', '--browser', 'firefox', '--extension-id', 'tabagent@example.org'], { env });
+  const manifestFile = path.join(home, '.mozilla/native-messaging-hosts/com.tabagent.host.json');
+  tt.match(out.stdout, `wrote     ${manifestFile}`);
+  tt.match(readFileSync(JSON.parse(readFileSync(manifestFile, 'utf8')).path, 'utf8'), `'--data-dir' '${path.join(home, '.local/share/TabAgent/db')}'`, 'the launcher points at the default data dir');
+  const un = await run(process.execPath, [cliPath, 'uninstall-native-host', '--browser', 'firefox'], { env });
+  tt.match(un.stdout, `removed   ${manifestFile}`);
+  tt.notOk(existsSync(manifestFile));
 });

@@ -22,7 +22,7 @@ if (!existsSync(executablePath)) {
   );
   t.teardown(() => page.close());
   // The page has its own origin: the server's origin rules must allow it (http.cors_origins).
-  const h = await startHarness({}, [page.url]);
+  const h = await startHarness({}, { flags: { 'http.cors_origins': [page.url] } });
   t.teardown(() => h.stop());
   const browser = await chromium.launch({
     executablePath,

@@ -17,6 +17,7 @@ import { ConfigStore, loadConfig } from '../../../src/runtime/config.js';
 import { createLogger } from '../../../src/runtime/logger.js';
 import type { ServerContext } from '../../../src/server.js';
 import { Gateway } from '../../../src/transports/gateway.js';
+import { HttpTransport } from '../../../src/transports/http/transport.js';
 import { WebRtcTransport } from '../../../src/transports/webrtc/transport.js';
 import type { PeerConnectionCtor } from '../../../src/client/webrtc.js';
 
@@ -57,13 +58,19 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startHarness(webrtc: Record<string, unknown> = {}, corsOrigins: string[] = []): Promise<Harness> {
+export interface HarnessOptions {
+  /** Other config keys by dotted name (`http.cors_origins`, `extension_ids`, ...). */
+  flags?: Record<string, unknown>;
+  /** Run the HTTP transport on the main port too (as modes that run both do). */
+  http?: boolean;
+}
+
+export async function startHarness(webrtc: Record<string, unknown> = {}, opts: HarnessOptions = {}): Promise<Harness> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tabagent-webrtc-'));
-  const flags: Record<string, unknown> = { mode: 'webrtc', data_dir: dataDir, webrtc_port: 0, port: 0, log_level: 'silent' };
+  const flags: Record<string, unknown> = { mode: 'webrtc', data_dir: dataDir, webrtc_port: 0, port: 0, log_level: 'silent', ...opts.flags };
   for (const [k, val] of Object.entries(webrtc)) flags[`webrtc.${k}`] = val;
-  if (corsOrigins.length) flags['http.cors_origins'] = corsOrigins;
-  const opts = { flags, env: {} };
-  const store = new ConfigStore(loadConfig(opts), opts);
+  const configOpts = { flags, env: {} };
+  const store = new ConfigStore(loadConfig(configOpts), configOpts);
   const log = createLogger(process.env['TEST_LOG'] ? 'debug' : 'silent');
   const bus = new Bus();
   const supervisor = new Supervisor(bus, log);
@@ -75,6 +82,7 @@ export async function startHarness(webrtc: Record<string, unknown> = {}, corsOri
   await supervisor.spawn({ address: 'test.stream', create: () => new StreamActor(bus) });
   await supervisor.spawn({ address: Addresses.router, create: () => router });
   const transport = (await supervisor.spawn({ address: Addresses.webrtcTransport, create: () => new WebRtcTransport(ctx) })) as WebRtcTransport;
+  if (opts.http) await supervisor.spawn({ address: Addresses.httpTransport, create: () => new HttpTransport(ctx) });
   const baseUrl = facts.listeners['webrtc']!;
   const fetch: Harness['fetch'] = (url, init) => globalThis.fetch(url, init);
   return {

@@ -74,3 +74,25 @@ t.test('a message over webrtc.max_message_bytes gets PAYLOAD_TOO_LARGE; the chan
   await t.rejects(c.request('test_stream', { echo: 'z'.repeat(5 * 1024 * 1024) }), { code: 'PAYLOAD_TOO_LARGE' });
   t.equal((await c.request<{ status: string }>('health')).status, 'ok');
 });
+
+t.test('a burst bigger than the channel send buffer arrives whole: writes wait on bufferedAmount', { timeout: 60_000 }, async (t) => {
+  // libwebrtc silently drops messages sent past its 16 MiB send buffer (seen here: 48 MB sent at once
+  // without waiting lost chunks); the writer's queue may hold 2 x max_message_bytes, so 32 MiB fits this burst.
+  const roomy = await startHarness({ max_message_bytes: 32 * 1024 * 1024 });
+  t.teardown(() => roomy.stop());
+  const c = await TabAgentRtcClient.connect({ baseUrl: roomy.baseUrl, RTCPeerConnection: wrtc.RTCPeerConnection });
+  t.teardown(() => c.close());
+  const sizes: number[] = [];
+  let heldBack = 0;
+  const r = await c.request<{ count: number }>('test_stream', { count: 80, size: 600_000 }, {
+    onChunk: (d) => {
+      if (sizes.push((d as { delta: string }).delta.length) === 1) heldBack = roomy.transport.sessions.info(c.sessionId).channel!.buffered_bytes;
+    },
+  });
+  t.equal(r.count, 80);
+  t.equal(sizes.length, 80, 'every chunk of a 48 MB burst arrived');
+  t.ok(sizes.every((n) => n === 600_000), 'each whole');
+  t.ok(heldBack > 1024 * 1024, `the server held ${heldBack} bytes back while the channel drained`);
+  t.equal(roomy.transport.sessions.info(c.sessionId).channel!.buffered_bytes, 0, 'all sent in the end');
+  t.equal((await c.request<{ status: string }>('health')).status, 'ok', 'the channel still serves');
+});

@@ -1,0 +1,24 @@
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+const wrtc = require('@roamhq/wrtc');
+const a = new wrtc.RTCPeerConnection(); const b = new wrtc.RTCPeerConnection();
+const dc = a.createDataChannel('x');
+let got = 0; let bytes = 0;
+b.ondatachannel = (ev: any) => { ev.channel.onmessage = (m: any) => { got++; bytes += m.data.byteLength; }; };
+await a.setLocalDescription(await a.createOffer());
+await new Promise(r => setTimeout(r, 300));
+await b.setRemoteDescription(a.localDescription);
+await b.setLocalDescription(await b.createAnswer());
+await new Promise(r => setTimeout(r, 300));
+await a.setRemoteDescription(b.localDescription);
+if (dc.readyState !== 'open') await new Promise((r) => (dc.onopen = r));
+console.log('open; bufferedAmountLowThreshold' in dc, dc.bufferedAmountLowThreshold, a.sctp?.maxMessageSize);
+dc.onclose = () => console.log('CLOSED at', got);
+dc.onerror = (e: any) => console.log('ERROR', e?.error?.message ?? e);
+const msg = new Uint8Array(256 * 1024 - 16);
+let sent = 0;
+try { for (let i = 0; i < 100; i++) { dc.send(msg); sent++; } } catch (e) { console.log('send threw after', sent, (e as Error).message); }
+console.log('sent', sent, 'buffered', dc.bufferedAmount);
+for (let i = 0; i < 50 && got < 100; i++) await new Promise(r => setTimeout(r, 200));
+console.log('received', got, bytes, dc.readyState);
+a.close(); b.close();
