@@ -1,20 +1,24 @@
 /**
  * HTTP transport benchmark, all in one process: raw uWebSockets.js hello-world vs `GET /v1/health` through the
- * bus (same connection count, one keep-alive load generator on a worker thread), and WebSocket round trips.
- * Run: npx tsc -p tsconfig.json && node dist/bench/http.js [--connections 64] [--seconds 3] [--rounds 2]
+ * bus (same connection count, one keep-alive load generator on a worker thread), WebSocket round trips, and
+ * one SSE chat stream's tokens/s vs the same generations called on the inference pool in process.
+ * Run: npx tsc -p tsconfig.json && node dist/bench/http.js [--connections 64] [--seconds 3] [--rounds 2] [--streams 8] [--tokens 64] [--size small]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { ConfigStore, loadConfig } from '../src/runtime/config.js';
+import { writeTestModel, type TestModelSize } from '../src/runtime/gguf/index.js';
 import { silentLog, type RootLog } from '../src/runtime/logger.js';
-import { startServer } from '../src/server.js';
+import { createInferencePool, startServer } from '../src/server.js';
 import '../src/transports/http/index.js';
 import uWS, { LISTEN_EXCLUSIVE_PORT, type us_listen_socket } from '../src/transports/http/uws.js';
 import { writeResult, type Figure } from './harness/index.js';
+import { SseTokenCounter } from './harness/profiles/http.js';
 
 /** Keep-alive load generator: `connections` sockets, one request in flight on each, for `seconds`; counts responses. */
 const LOADGEN = `
@@ -94,6 +98,66 @@ async function wsRoundTrips(url: string, n: number): Promise<number[]> {
   return lat.sort((a, b) => a - b);
 }
 
+const PROMPT = 'Tell me a story about the sea.';
+const quietLog = (): RootLog => Object.assign(Object.create(silentLog), { setLevel() {} }) as RootLog;
+
+/** Tokens/s of `streams` generations one after another (same seeds on both sides, so the same tokens). */
+interface StreamRate {
+  tokens: number;
+  seconds: number;
+}
+
+/** The baseline: InferencePool.generate in this process, configured as the server configures it. */
+async function poolRate(dataDir: string, modelPath: string, streams: number, maxTokens: number): Promise<StreamRate> {
+  const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent' }, env: {} };
+  const pool = createInferencePool(loadConfig(opts).config, quietLog());
+  await pool.start();
+  try {
+    await pool.load('bench', modelPath);
+    await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: 4, seed: 1 });
+    let tokens = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < streams; i++) {
+      // onText makes the pool stream the text back as it comes, as it does for a streamed request.
+      const r = await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: maxTokens, temperature: 0.8, seed: 100 + i }, { onText: () => {} });
+      tokens += r.usage.completion_tokens;
+    }
+    return { tokens, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await pool.close();
+  }
+}
+
+function sseChat(port: number, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const counter = new SseTokenCounter();
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'Content-Type': 'application/json' }, agent: false }, (res) => {
+      res.on('data', (d: Buffer) => counter.push(d));
+      res.on('end', () => (counter.done && res.statusCode === 200 ? resolve(counter.tokens) : reject(new Error(`SSE stream failed: ${res.statusCode} ${counter.error?.message ?? ''}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** The same generations as `poolRate`, streamed over POST /v1/chat/completions (SSE) from a server in this process. */
+async function sseRate(dataDir: string, modelPath: string, streams: number, maxTokens: number): Promise<StreamRate> {
+  const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent', models: [modelPath] }, env: {} };
+  const server = await startServer(new ConfigStore(loadConfig(opts), opts), quietLog());
+  try {
+    const port = Number(new URL(server.context.facts.listeners['http']!).port);
+    const body = (maxTokens: number, seed: number): string =>
+      JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: maxTokens, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } });
+    await sseChat(port, body(4, 1));
+    let tokens = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < streams; i++) tokens += await sseChat(port, body(maxTokens, 100 + i));
+    return { tokens, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    await server.stop();
+  }
+}
+
 const pct = (sorted: number[], p: number): number => Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! * 1000) / 1000;
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -133,7 +197,27 @@ async function main(): Promise<void> {
 
   raw.close();
   await server.stop();
+
+  // One stream at a time, alternating pool and SSE rounds so drift in the shared machine hits both alike.
+  const streams = arg('streams', 8);
+  const maxTokens = arg('tokens', 64);
+  const sizeAt = process.argv.indexOf('--size');
+  const size = (sizeAt > 0 ? process.argv[sizeAt + 1] : 'small') as TestModelSize;
+  mkdirSync(path.join(dataDir, 'models'), { recursive: true });
+  const modelPath = path.join(dataDir, 'models', 'bench.gguf');
+  await writeTestModel(modelPath, { size });
+  const poolRates: number[] = [];
+  const sseRates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const a = await poolRate(dataDir, modelPath, streams, maxTokens);
+    const b = await sseRate(dataDir, modelPath, streams, maxTokens);
+    poolRates.push(a.tokens / a.seconds);
+    sseRates.push(b.tokens / b.seconds);
+  }
   rmSync(dataDir, { recursive: true, force: true });
+  const poolMed = median(poolRates);
+  const sseMed = median(sseRates);
+  const sseRatio = Math.round((sseMed / poolMed) * 1000) / 1000;
 
   const figures: Figure[] = [
     { name: 'raw uWebSockets.js hello-world', value: Math.round(rawMed), unit: 'req/s', notes: `${connections} keep-alive connections, ${rounds} x ${seconds} s` },
@@ -147,9 +231,19 @@ async function main(): Promise<void> {
       pass: ratio >= 0.75,
       notes: `same process, same connections; rounds raw ${rawRps.map(Math.round).join('/')} vs bus ${busRps.map(Math.round).join('/')}; errors ${errors}`,
     },
+    {
+      name: 'SSE chat stream tokens/s (one stream at a time)',
+      value: Math.round(sseMed),
+      unit: 'tokens/s',
+      baseline: { name: 'InferencePool.generate in process', value: Math.round(poolMed) },
+      ratio: sseRatio,
+      target: '>= 0.97x',
+      pass: sseRatio >= 0.97,
+      notes: `synthetic ${size} model, ${streams} streams x ${maxTokens} tokens per round, same seeds; rounds pool ${poolRates.map(Math.round).join('/')} vs SSE ${sseRates.map(Math.round).join('/')}`,
+    },
     { name: 'WebSocket health round trip (1 in flight)', value: pct(lat, 50), unit: 'ms', p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), notes: `${lat.length} requests, JSON frames` },
   ];
-  writeResult({ suite: 'http', title: 'HTTP and WebSocket transport', command: `node dist/bench/http.js --connections ${connections} --seconds ${seconds} --rounds ${rounds}`, figures });
+  writeResult({ suite: 'http', title: 'HTTP and WebSocket transport', command: `node dist/bench/http.js --connections ${connections} --seconds ${seconds} --rounds ${rounds} --streams ${streams} --tokens ${maxTokens}`, figures });
   process.stdout.write('| figure | value | unit | baseline | ratio | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|\n');
   for (const f of figures) {
     process.stdout.write(`| ${f.name} | ${f.value} | ${f.unit} | ${f.baseline ? `${f.baseline.value} (${f.baseline.name})` : ''} | ${f.ratio ?? ''} | ${f.p50_ms ?? ''} | ${f.p99_ms ?? ''} |\n`);

@@ -145,6 +145,22 @@ cli
     }
   });
 
+cli
+  .command('db <action>', 'db repair: rebuild a damaged conversation store from what is readable (stop the server first)')
+  .option('--data-dir <dir>', 'Data directory (the store is <data-dir>/conversations)')
+  .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
+  .action(async (action: string, flags: ServeFlags) => {
+    try {
+      if (action !== 'repair') throw new TabAgentError('BAD_REQUEST', `unknown db action '${action}' (try: tabagent db repair)`);
+      const { repairStore, storeDir } = await import('./runtime/storage/open.js');
+      const report = await repairStore(storeDir(loadConfig(loadOptions(flags)).config.data_dir));
+      const lost = report.lost.length ? `; unreadable files were moved to ${report.dir}/lost: ${report.lost.join(', ')}` : '';
+      process.stdout.write(`repaired ${report.dir}: ${report.sessions} sessions, ${report.messages} messages${lost}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 interface NativeHostFlags {
   browser?: string;
   extensionId?: string | string[];

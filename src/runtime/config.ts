@@ -93,6 +93,10 @@ export const ConfigSchema = v.object({
       threads: v.optional(NonNegativeInt, 0),
       context_size: v.optional(PositiveInt, 4096),
       max_sequences: v.optional(PositiveInt, 16),
+      /** Contexts per model per worker, each decoding on its own core (counts against the cores like workers). */
+      contexts: v.optional(PositiveInt, 1),
+      /** How requests are spread over workers: 'spread' (least busy) or 'pack' (fill one worker's batch first). */
+      placement: v.optional(v.picklist(['spread', 'pack']), 'spread'),
       max_loaded_models: v.optional(PositiveInt, 2),
       keep_alive_s: v.optional(NonNegativeInt, 300),
       auto_load: v.optional(v.boolean(), true),

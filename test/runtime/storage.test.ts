@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { fitHistoryToContext } from '../../src/runtime/storage/context-fit.js';
-import { repairStore } from '../../src/runtime/storage/open.js';
 import { ConversationStore } from '../../src/runtime/storage/store.js';
 import type { Message } from '../../src/runtime/storage/schema.js';
 
@@ -21,6 +20,18 @@ async function openStore(t: Teardown, dir = tmpDir(t), opts: { sync?: boolean; m
   const store = await ConversationStore.open({ dir, ...opts });
   t.teardown(() => store.close());
   return store;
+}
+
+/** Runs the real CLI from source. */
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 /** Pages the whole history with the given cursor direction, returning every message id in the order seen. */
@@ -262,7 +273,9 @@ t.test('a store locked by another process is refused with a message naming the h
     message: new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is locked: another TabAgent process \\(pid ${holder.pid}.*kill ${holder.pid}`),
     details: { reason: 'locked' },
   });
-  await t.rejects(repairStore(dir), { details: { reason: 'locked' } }, 'repair refuses while the store is in use');
+  const repair = await run(['db', 'repair', '--data-dir', path.dirname(dir)]);
+  t.equal(repair.code, 1, 'tabagent db repair refuses while the store is in use');
+  t.match(repair.stderr, `is locked: another TabAgent process (pid ${holder.pid}`);
 });
 
 t.test('a damaged store is refused with how to repair it, and repair recovers the data', async (t) => {
@@ -276,9 +289,9 @@ t.test('a damaged store is refused with how to repair it, and repair recovers th
   const err = await ConversationStore.open({ dir }).catch((e: unknown) => e);
   t.match(err, { code: 'IO_ERROR', message: /is damaged .*tabagent db repair/, details: { reason: 'corrupt' } });
 
-  const report = await repairStore(dir);
-  t.equal(report.sessions, 1);
-  t.equal(report.messages, 20);
+  const repair = await run(['db', 'repair', '--data-dir', path.dirname(dir)]);
+  t.equal(repair.code, 0, `tabagent db repair succeeds: ${repair.stderr}`);
+  t.match(repair.stdout, `repaired ${dir}: 1 sessions, 20 messages`, 'and says what it recovered');
   const reopened = await openStore(t, dir);
   t.equal((await reopened.getHistory('keep', { limit: 100 })).messages.length, 20, 'every message is back after the repair');
 });

@@ -241,11 +241,13 @@ export class InferencePool {
     };
   }
 
-  /** Ends one worker (a hung one, say): its in-flight requests fail with BACKEND_ERROR and piscina starts a replacement. */
+  /** Replaces one worker: its in-flight requests fail with BACKEND_ERROR and piscina starts a new one, which loads every model. */
   async restartWorker(threadId: number): Promise<boolean> {
     const w = this.piscina.threads.find((t) => t.threadId === threadId);
     if (!w) return false;
-    await w.terminate();
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    this.channel.postMessage({ op: 'retire', target: threadId } satisfies ControlRequest);
+    await exited;
     return true;
   }
 
@@ -397,7 +399,7 @@ export class InferencePool {
     else m?.delete(opts.model);
   }
 
-  private control(req: ControlRequest, onProgress?: (ready: number, total: number) => void): Promise<ControlOp> {
+  private control(req: Extract<ControlRequest, { op: 'load' | 'unload' }>, onProgress?: (ready: number, total: number) => void): Promise<ControlOp> {
     const seq = ++this.seq;
     return new Promise((resolve) => {
       const op: ControlOp = { kind: req.op, id: req.id, waiting: new Set(this.known), errors: [], done: 0, resolve: () => resolve(op) };

@@ -55,7 +55,9 @@ export const CANCEL = 'cancel';
 
 export type ControlRequest =
   | { op: 'load'; seq: number; id: string; path: string; gen: number; target?: number }
-  | { op: 'unload'; seq: number; id: string; gen: number };
+  | { op: 'unload'; seq: number; id: string; gen: number }
+  /** Ends one worker safely: its generations stop, llama.cpp finishes its native work, then the thread exits. */
+  | { op: 'retire'; target: number };
 
 export type ControlReply =
   | { op: 'hello'; threadId: number }

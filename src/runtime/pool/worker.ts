@@ -19,6 +19,7 @@ const engine = new InferenceEngine({
 
 /** Highest generation of each model this worker was told to unload: tasks of that generation or older are refused. */
 const unloadedGen = new Map<string, number>();
+let retiring = false;
 
 async function ensure(ref: ModelRef): Promise<void> {
   if ((unloadedGen.get(ref.id) ?? -1) >= ref.gen) {
@@ -40,6 +41,14 @@ channel.onmessage = (event) => {
         (info) => reply({ op: 'done', seq: msg.seq, threadId, ok: true, info }),
         (err: unknown) => reply({ op: 'done', seq: msg.seq, threadId, ok: false, error: toTabAgentError(err).toBody() }),
       );
+  } else if (msg.op === 'retire') {
+    if (msg.target !== threadId) return;
+    // Terminating a thread while llama.cpp runs aborts the whole process: stop the native work first. Tasks in
+    // flight never reply, so the pool fails them when the thread exits.
+    // Only the models are released: disposing this thread's llama instance would tear down the backend that the
+    // other workers' instances share.
+    retiring = true;
+    void Promise.all(engine.loaded().map((id) => engine.unload(id))).finally(() => process.exit(1));
   } else if (msg.op === 'unload') {
     unloadedGen.set(msg.id, Math.max(msg.gen, unloadedGen.get(msg.id) ?? -1));
     engine.unload(msg.id).then(
@@ -87,10 +96,15 @@ export default async function task(t: PoolTask): Promise<TaskReply> {
   const port = t.port;
   try {
     const env = decodeEnvelope(t.env) as { body: RequestBody };
-    return { ok: true, result: await run(env.body, port) };
+    const result = await run(env.body, port);
+    return retiring ? never() : { ok: true, result };
   } catch (err) {
-    return { ok: false, error: toTabAgentError(err).toBody() };
+    return retiring ? never() : { ok: false, error: toTabAgentError(err).toBody() };
   } finally {
     port?.close();
   }
+}
+
+function never(): Promise<never> {
+  return new Promise(() => {});
 }

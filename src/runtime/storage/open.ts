@@ -5,6 +5,11 @@ import path from 'node:path';
 import { Level } from 'level';
 import { TabAgentError } from '../../protocol/errors.js';
 
+/** Where a data directory keeps its conversation store. */
+export function storeDir(dataDir: string): string {
+  return path.join(dataDir, 'conversations');
+}
+
 /** Written next to LevelDB's files while a process holds the store, so a second one can say who holds it. */
 export const OWNER_FILE = 'tabagent-owner.json';
 

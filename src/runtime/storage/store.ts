@@ -71,8 +71,17 @@ export interface HistoryPage {
   next_cursor: string | null;
 }
 
-type Op = { type: 'put'; sublevel: Sub; key: string; value: unknown } | { type: 'del'; sublevel: Sub; key: string };
 type Sub = ReturnType<RootDb['sublevel']>;
+
+/**
+ * Batch operations address the root with the sublevel's prefix applied and the value already encoded
+ * (the same bytes a sublevel writes): abstract-level's per-operation sublevel handling otherwise costs
+ * about as much as LevelDB's own write.
+ */
+type Op = { type: 'put'; key: string; value: string; valueEncoding: 'utf8' } | { type: 'del'; key: string };
+const putJson = (sub: Sub, key: string, value: unknown): Op => ({ type: 'put', key: sub.prefix + key, value: JSON.stringify(value), valueEncoding: 'utf8' });
+const putText = (sub: Sub, key: string, text: string): Op => ({ type: 'put', key: sub.prefix + key, value: text, valueEncoding: 'utf8' });
+const del = (sub: Sub, key: string): Op => ({ type: 'del', key: sub.prefix + key });
 
 /**
  * One write being staged: its ops and session changes, merged into the group only if the job
@@ -271,7 +280,7 @@ export class ConversationStore {
     return this.write(async (tx) => {
       const old = await this.requireSession(id, tx);
       tx.sessions.set(id, null);
-      tx.ops.push({ type: 'put', sublevel: this.tombstones, key: id, value: new Date().toISOString() });
+      tx.ops.push(putJson(this.tombstones, id, new Date().toISOString()));
       tx.after.push(() => this.clearMessages(id));
       return { session_id: id, deleted: true as const, messages_deleted: old.message_count };
     }, true);
@@ -301,8 +310,8 @@ export class ConversationStore {
       }
       const { msg, json } = this.buildMessage(sessionId, input);
       const seq = rec.last_seq + 1;
-      tx.ops.push({ type: 'put', sublevel: this.messages, key: `${sessionId}!${seqKey(seq)}`, value: json });
-      tx.ops.push({ type: 'put', sublevel: this.msgids, key: `${sessionId}!${msg.id}`, value: seq });
+      tx.ops.push(putText(this.messages, `${sessionId}!${seqKey(seq)}`, json));
+      tx.ops.push(putJson(this.msgids, `${sessionId}!${msg.id}`, seq));
       tx.msgids.set(`${sessionId}!${msg.id}`, msg);
       tx.appended.set(sessionId, [{ seq, msg, bytes: json.length }]);
       tx.sessions.set(sessionId, { ...rec, last_seq: seq, message_count: rec.message_count + 1, updated_at: now });
@@ -410,8 +419,8 @@ export class ConversationStore {
       const built = doc.messages.map((m) => this.buildMessage(id, m));
       const messages = built.map((b) => b.msg);
       built.forEach(({ msg, json }, i) => {
-        tx.ops.push({ type: 'put', sublevel: this.messages, key: `${id}!${seqKey(i + 1)}`, value: json });
-        tx.ops.push({ type: 'put', sublevel: this.msgids, key: `${id}!${msg.id}`, value: i + 1 });
+        tx.ops.push(putText(this.messages, `${id}!${seqKey(i + 1)}`, json));
+        tx.ops.push(putJson(this.msgids, `${id}!${msg.id}`, i + 1));
       });
       const rec: SessionRecord = {
         id,
@@ -447,7 +456,7 @@ export class ConversationStore {
     return this.write(async (tx) => {
       this.checkSize('inference settings', settings);
       const updated_at = new Date().toISOString();
-      tx.ops.push({ type: 'put', sublevel: this.settings, key: model, value: { settings, updated_at } });
+      tx.ops.push(putJson(this.settings, model, { settings, updated_at }));
       return { model, settings: { ...DEFAULT_INFERENCE_SETTINGS, ...settings }, saved: true as const, updated_at };
     });
   }
@@ -524,7 +533,7 @@ export class ConversationStore {
       if (done.length === 0) continue;
       for (const op of this.sessionOps(group)) group.ops.push(op);
       try {
-        if (group.ops.length > 0) await this.db.batch(group.ops as never, { sync: this.sync });
+        if (group.ops.length > 0) await this.db.batch(group.ops, { sync: this.sync });
       } catch (err) {
         const fatal = isFatal(err, this.db);
         this.cache.clear();
@@ -572,12 +581,12 @@ export class ConversationStore {
     const ops: Op[] = [];
     for (const [id, next] of group.sessions) {
       const old = group.base.get(id);
-      if (old) ops.push({ type: 'del', sublevel: this.recent, key: recentKey(old) });
+      if (old) ops.push(del(this.recent, recentKey(old)));
       if (next) {
-        ops.push({ type: 'put', sublevel: this.sessionsDb, key: id, value: next });
-        ops.push({ type: 'put', sublevel: this.recent, key: recentKey(next), value: id });
+        ops.push(putJson(this.sessionsDb, id, next));
+        ops.push(putJson(this.recent, recentKey(next), id));
       } else {
-        ops.push({ type: 'del', sublevel: this.sessionsDb, key: id });
+        ops.push(del(this.sessionsDb, id));
       }
     }
     return ops;
@@ -597,10 +606,10 @@ export class ConversationStore {
 
   private async stageMessageDeletes(tx: Tx, id: string): Promise<void> {
     for (const key of (await this.messages.keys({ gte: `${id}!`, lt: `${id}"` }).all()) as string[]) {
-      tx.ops.push({ type: 'del', sublevel: this.messages, key });
+      tx.ops.push(del(this.messages, key));
     }
     for (const key of (await this.msgids.keys({ gte: `${id}!`, lt: `${id}"` }).all()) as string[]) {
-      tx.ops.push({ type: 'del', sublevel: this.msgids, key });
+      tx.ops.push(del(this.msgids, key));
     }
   }
 

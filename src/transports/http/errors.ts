@@ -58,14 +58,12 @@ function openAiType(status: number): string {
   return 'invalid_request_error';
 }
 
-/** The field a validation error is about, as OpenAI's `param` (the first one when several are wrong). */
+/** The field an error is about, as OpenAI's `param` (the first one when several are wrong). */
 function paramOf(err: TabAgentError): string | null {
   const details = err.details;
-  if (Array.isArray(details) && details.length > 0) {
-    const field = (details[0] as { field?: unknown }).field;
-    if (typeof field === 'string') return field;
-  }
-  return null;
+  const first = Array.isArray(details) ? details[0] : details;
+  const field = typeof first === 'object' && first !== null ? (first as { field?: unknown }).field : undefined;
+  return typeof field === 'string' ? field : null;
 }
 
 /** `{error: {message, type, code, param}}`: what the official OpenAI clients parse into their APIError. */

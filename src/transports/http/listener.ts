@@ -8,6 +8,7 @@ import type { Handler, ListenerContext, Operation } from './context.js';
 import { bindDocs } from './docs.js';
 import { Exchange, type ExchangeOwner } from './exchange.js';
 import { bindOpenAi } from './openai/index.js';
+import { RateLimiter } from './rate-limit.js';
 import { RouteTable } from './route-table.js';
 import { AccessPolicy, corsHeaders, preflightHeaders } from './security.js';
 import { listenerStats, newStats } from './stats.js';
@@ -47,6 +48,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
   const operations: Operation[] = [];
   const stats = newStats(opts.name, '');
   const policy = new AccessPolicy(config, opts.host);
+  const limiter = new RateLimiter(() => config().http.rate_limit_per_minute);
   const inflight = new Set<Exchange>();
   let draining = false;
 
@@ -84,7 +86,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
   if (opts.openai) bindOpenAi(lc, ctx.facts.startedAt);
   if ((opts.docs ?? opts.openai ?? false) && config().http.docs) bindDocs(lc);
   bindBusRoutes(lc, ctx.routes.filter((r) => (opts.routeFilter ? opts.routeFilter(r) : true)));
-  const ws: WsEndpoint | undefined = opts.websocket ? attachWebSocket(app, lc, policy, () => draining) : undefined;
+  const ws: WsEndpoint | undefined = opts.websocket ? attachWebSocket(app, lc, policy, limiter, () => draining) : undefined;
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, req, owner);
@@ -103,6 +105,8 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
       return ex.fail(new TabAgentError('BAD_REQUEST', 'X-Request-Id must be 1 to 128 visible ASCII characters', { header: 'X-Request-Id' }));
     }
     if (ex.method === 'OPTIONS') return options(ex);
+    const limited = limiter.check(ex.remoteAddress);
+    if (limited) return ex.fail(limited);
     const found = table.lookup(ex.method, ex.path);
     if (found.kind === 'found') {
       try {

@@ -7,6 +7,7 @@ import { deltaOf } from './bus-routes.js';
 import type { ListenerContext } from './context.js';
 import { Exchange, type ExchangeOwner } from './exchange.js';
 import { parseJsonBody } from './json.js';
+import type { RateLimiter } from './rate-limit.js';
 import type { AccessPolicy } from './security.js';
 import type { TemplatedApp, WebSocket } from './uws.js';
 
@@ -22,6 +23,8 @@ interface Queued {
 
 interface Socket {
   session: CarrierSession;
+  /** The client's address, for the rate limit. */
+  address: string;
   /** Reply format per request id: a request in msgpack gets msgpack frames back. */
   formats: Map<string, boolean>;
   lastBinary: boolean;
@@ -38,7 +41,7 @@ export interface WsEndpoint {
 
 export const WS_PATH = '/v1/ws';
 
-export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: AccessPolicy, draining: () => boolean): WsEndpoint {
+export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: AccessPolicy, limiter: RateLimiter, draining: () => boolean): WsEndpoint {
   const sockets = new Set<WebSocket<Socket>>();
   const stats = lc.stats;
   const cfg = lc.config().http;
@@ -118,7 +121,7 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
       const err = policy.checkHost(ex.host) ?? (ex.origin ? policy.checkOrigin(ex.origin, ex.host) : undefined);
       if (err) return ex.fail(err);
       ex.responded = true;
-      const data: Socket = { session: undefined as unknown as CarrierSession, formats: new Map(), lastBinary: false, queue: [], queuedBytes: 0, closed: false };
+      const data: Socket = { session: undefined as unknown as CarrierSession, address: ex.remoteAddress, formats: new Map(), lastBinary: false, queue: [], queuedBytes: 0, closed: false };
       res.cork(() => res.upgrade(data, key, protocol, extensions, context));
     },
     open: (ws) => {
@@ -140,6 +143,8 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
         return s.session.reject(e);
       }
       const id = typeof decoded === 'object' && decoded !== null ? (decoded as { request_id?: unknown }).request_id : undefined;
+      const limited = limiter.check(s.address);
+      if (limited) return s.session.reject(limited, typeof id === 'string' ? id : null);
       if (typeof id === 'string' && !s.formats.has(id)) s.formats.set(id, isBinary);
       s.session.handle(decoded);
     },

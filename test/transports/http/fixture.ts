@@ -30,18 +30,24 @@ export interface FixtureOptions {
   flags?: Record<string, unknown>;
   /** The same keys as CLI args for the real process. */
   args?: string[];
-  /** The server's log level (default warn). */
-  logLevel?: 'debug' | 'info' | 'warn';
+  /** The server's log level (default info: the 'server started' line the fixture waits for is at info). */
+  logLevel?: 'debug' | 'info';
 }
 
 /** The real server process (`serve --mode http`) with the synthetic tiny model preloaded. */
 export async function startTestServer(opts: FixtureOptions = {}): Promise<TestServer> {
-  const env: Record<string, string> = { TABAGENT_LOG_LEVEL: opts.logLevel ?? 'warn' };
+  const env: Record<string, string> = { TABAGENT_LOG_LEVEL: opts.logLevel ?? 'info' };
   for (const [k, val] of Object.entries(opts.flags ?? {})) env[`TABAGENT_${k.toUpperCase().split('.').join('__')}`] = Array.isArray(val) ? val.join(',') : String(val);
   // Loading the model in every worker is slow when the cores are busy (other test files run in parallel).
-  const p = await startServerProcess({ mode: 'http', model: 'tiny', env, args: opts.args ?? [], startTimeoutMs: 120_000 });
+  const p = await startServerProcess({ mode: 'http', model: 'tiny', env, args: opts.args ?? [], startTimeoutMs: 60_000 });
   return { url: p.url, wsUrl: p.wsUrl, port: p.port, model: p.modelId!, logs: () => p.logs(), stop: async () => void (await p.stop()) };
 }
+
+/**
+ * A response_format under which the tiny model cannot stop early: its grammar forbids the end of
+ * output before 300 booleans, so it generates until its context is full (~2000 tokens, seconds).
+ */
+export const LONG_OUTPUT = { type: 'json_schema', json_schema: { name: 'long', schema: { type: 'array', items: { type: 'boolean' }, minItems: 300 } } };
 
 const MODEL = 'test-tiny';
 

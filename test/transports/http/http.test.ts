@@ -1,9 +1,10 @@
 /** The HTTP transport's own behaviour: errors (400/404/405/413), request ids, Host and Origin rules, CORS, the route listing, OpenAPI and /docs. */
 import { Validator } from '@seriousme/openapi-schema-validator';
 import t from 'tap';
+import WebSocket from 'ws';
 import { allRoutes } from '../../../src/protocol/routes/index.js';
 import { raw } from './client.js';
-import { startTestServer } from './fixture.js';
+import { startStandInServer, startTestServer } from './fixture.js';
 
 const server = await startTestServer({ logLevel: 'debug', flags: { 'http.body_limit_bytes': 4096, 'http.cors_origins': ['http://app.example'], extension_ids: ['abcdefghijklmnopabcdefghijklmnop'] } });
 t.teardown(() => server.stop());
@@ -180,4 +181,25 @@ t.test('/docs serves Swagger UI from local files', async (t) => {
   const init = await raw(server.url, 'GET', '/docs/swagger-initializer.js');
   t.match(init.text, /\/openapi\.json/);
   t.equal((await raw(server.url, 'GET', '/docs/../package.json')).status, 404);
+});
+
+t.test('http.rate_limit_per_minute: 429 with Retry-After past the limit, over HTTP and WebSocket', async (t) => {
+  const limited = await startStandInServer({ 'http.rate_limit_per_minute': 3 });
+  t.teardown(() => limited.stop());
+  for (let i = 0; i < 3; i++) t.equal((await raw(limited.url, 'GET', '/v1/health')).status, 200, `request ${i + 1} is within the limit`);
+  const over = await raw(limited.url, 'GET', '/v1/health', { headers: { 'X-Request-Id': 'too-many-1' } });
+  t.equal(over.status, 429);
+  t.equal(over.json().code, 'RATE_LIMIT_EXCEEDED');
+  t.equal(over.json().request_id, 'too-many-1');
+  t.match(over.json().detail, /more than 3 requests in a minute/);
+  t.ok(Number(over.headers['retry-after']) >= 1 && Number(over.headers['retry-after']) <= 60, `Retry-After: ${over.headers['retry-after']}`);
+  const ws = new WebSocket(limited.wsUrl);
+  await new Promise((r) => ws.once('open', r));
+  const frame = await new Promise<any>((resolve) => {
+    ws.once('message', (d: Buffer) => resolve(JSON.parse(d.toString())));
+    ws.send(JSON.stringify({ request_id: 'ws-over', route: 'health' }));
+  });
+  ws.close();
+  t.equal(frame.request_id, 'ws-over');
+  t.equal(frame.error.code, 'RATE_LIMIT_EXCEEDED', 'WebSocket requests count against the same limit');
 });

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import t from 'tap';
 import { raw } from './client.js';
-import { startStandInServer, startTestServer, type TestServer } from './fixture.js';
+import { LONG_OUTPUT, startStandInServer, startTestServer, type TestServer } from './fixture.js';
 
 async function httpStats(server: TestServer): Promise<Record<string, any>> {
   return (await raw(server.url, 'GET', '/v1/http/stats')).json().listeners.find((l: { name: string }) => l.name === 'http');
@@ -19,8 +19,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
   }
 }
 
-function chatRequest(model: string, maxTokens: number, requestId: string): string {
-  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'go' }], max_tokens: maxTokens, stream: true });
+function chatRequest(model: string, maxTokens: number, requestId: string, extra: Record<string, unknown> = {}): string {
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'go' }], max_tokens: maxTokens, stream: true, ...extra });
   return `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Request-Id: ${requestId}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
@@ -36,7 +36,7 @@ t.test('a client that disconnects mid-stream cancels its generation', async (t) 
   const before = await modelStats(server);
   const beforeHttp = await httpStats(server);
   const sock = net.connect(server.port, '127.0.0.1');
-  sock.write(chatRequest(server.model, maxTokens, 'gone-1'));
+  sock.write(chatRequest(server.model, maxTokens, 'gone-1', { response_format: LONG_OUTPUT }));
   await new Promise<void>((resolve) => {
     let seen = '';
     sock.on('data', (d) => {

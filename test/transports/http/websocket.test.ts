@@ -2,7 +2,7 @@
 import { pack, unpack } from 'msgpackr';
 import t from 'tap';
 import WebSocket from 'ws';
-import { startTestServer } from './fixture.js';
+import { LONG_OUTPUT, startTestServer } from './fixture.js';
 
 const maxPayload = 64 * 1024;
 const server = await startTestServer({ flags: { 'http.cors_origins': ['http://app.example'], 'http.ws_max_payload_bytes': maxPayload } });
@@ -41,8 +41,9 @@ t.test('10 concurrent streams on one socket, one cancelled', async (t) => {
     if (ids.every((id) => done.has(id)) && done.has('cancel-1')) resolveAll();
   });
   for (const id of ids) {
-    const max = id === victim ? 1500 : 12;
-    ws.send(JSON.stringify({ request_id: id, route: 'chat', payload: { model: server.model, messages: [{ role: 'user', content: `hi ${id}` }], max_tokens: max, stream: true } }));
+    const payload: Record<string, unknown> = { model: server.model, messages: [{ role: 'user', content: `hi ${id}` }], max_tokens: 12, stream: true };
+    if (id === victim) Object.assign(payload, { max_tokens: 100_000, response_format: LONG_OUTPUT });
+    ws.send(JSON.stringify({ request_id: id, route: 'chat', payload }));
   }
   await all;
   for (const id of ids) {

@@ -300,6 +300,19 @@ t.test('a server started by a browser directly serves stdin/stdout and exits 0 o
   tt.equal(killed.strayBytes, 0, 'no stray byte on stdout');
 });
 
+t.test('a server started directly keeps what native code prints off stdout', async (tt) => {
+  const h = new RawHost(['serve', '--mode', 'native', '--data-dir', path.join(tmp.dir, 'direct-model'), '--model', modelPath], {}, [cliPath]);
+  hosts.push(h);
+  // llama.cpp prints "failed to parse grammar" with printf when a JSON schema uses what its converter cannot express.
+  const schema = { type: 'array', items: { type: 'integer' }, minItems: 2000 };
+  h.send({ request_id: 'g', route: 'chat', payload: { ...longChat(4), response_format: { type: 'json_schema', json_schema: { schema } } } });
+  tt.equal((await h.reply('g')).error?.code, 'VALIDATION_ERROR', 'the schema is refused with a clear error');
+  tt.match(h.stderr, /failed to parse grammar/, "the library's message went to stderr");
+  h.send({ request_id: 'after', route: 'chat', payload: longChat(4) });
+  tt.equal((await h.reply('after')).data?.usage.completion_tokens, 4, 'the stream is still usable');
+  await finish(tt, h);
+});
+
 t.test('the server ends with SIGTERM: exit 0, and it never wrote to stdout', async (tt) => {
   tt.equal(await server.stop(), 0);
 });

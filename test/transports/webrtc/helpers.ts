@@ -1,6 +1,6 @@
 /** Fixtures for the WebRTC tests: a composed server (real bus, router, transport and its HTTP listener) with a streaming echo actor. */
 import { createRequire } from 'node:module';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as v from 'valibot';
@@ -15,7 +15,9 @@ import { defineRoute, type RouteDef } from '../../../src/protocol/route.js';
 import { allRoutes } from '../../../src/protocol/routes/index.js';
 import { ConfigStore, loadConfig } from '../../../src/runtime/config.js';
 import { createLogger } from '../../../src/runtime/logger.js';
-import type { ServerContext } from '../../../src/server.js';
+import { writeTestModel } from '../../../src/runtime/gguf/index.js';
+import { startServer, type ServerContext } from '../../../src/server.js';
+import '../../../src/transports/register.js';
 import { Gateway } from '../../../src/transports/gateway.js';
 import { HttpTransport } from '../../../src/transports/http/transport.js';
 import { WebRtcTransport } from '../../../src/transports/webrtc/transport.js';
@@ -33,6 +35,9 @@ export const testStream = defineRoute({
   streaming: true,
 });
 
+/** How each test_stream request ended, by its `echo`: lets a test see a request cancelled on a channel it can no longer read. */
+export const streamEnds = new Map<unknown, string>();
+
 class StreamActor extends Actor {
   constructor(bus: Bus) {
     super('test.stream', bus, createLogger('silent'));
@@ -43,6 +48,7 @@ class StreamActor extends Actor {
         ctx.emit({ i: sent, delta: 'x'.repeat(p.size) });
         if (p.delay_ms > 0) await new Promise((r) => setTimeout(r, p.delay_ms));
       }
+      streamEnds.set(p.echo ?? null, ctx.signal.aborted ? 'cancelled' : 'stop');
       if (ctx.signal.aborted) return { count: sent, finish_reason: 'cancelled' };
       return { count: sent, finish_reason: 'stop', echo: p.echo ?? null };
     });
@@ -126,4 +132,16 @@ export async function servePage(pageScript: string): Promise<{ url: string; clos
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return { url: `http://127.0.0.1:${port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+/** The real server in webrtc mode with the synthetic tiny model (id `tiny`), one inference thread. */
+export async function startModelServer(flags: Record<string, unknown> = {}): Promise<{ baseUrl: string; transport: WebRtcTransport; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tabagent-webrtc-model-'));
+  mkdirSync(path.join(dataDir, 'models'));
+  await writeTestModel(path.join(dataDir, 'models', 'tiny.gguf'), { size: 'tiny' });
+  const opts = { flags: { mode: 'webrtc', data_dir: dataDir, webrtc_port: 0, log_level: 'silent', 'inference.workers': 1, 'inference.threads': 1, ...flags }, env: {} };
+  const store = new ConfigStore(loadConfig(opts), opts);
+  const server = await startServer(store, createLogger(process.env['TEST_LOG'] ? 'debug' : 'silent'));
+  const transport = server.supervisor.get(Addresses.webrtcTransport) as WebRtcTransport;
+  return { baseUrl: server.context.facts.listeners['webrtc']!, transport, stop: () => server.stop() };
 }

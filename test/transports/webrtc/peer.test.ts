@@ -1,7 +1,9 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { Packr } from 'msgpackr';
 import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
-import { startHarness, wrtc } from './helpers.js';
+import { startHarness, streamEnds, wrtc } from './helpers.js';
 
 const h = await startHarness({ max_message_bytes: 4 * 1024 * 1024 });
 t.teardown(() => h.stop());
@@ -95,4 +97,46 @@ t.test('a burst bigger than the channel send buffer arrives whole: writes wait o
   t.ok(heldBack > 1024 * 1024, `the server held ${heldBack} bytes back while the channel drained`);
   t.equal(roomy.transport.sessions.info(c.sessionId).channel!.buffered_bytes, 0, 'all sent in the end');
   t.equal((await c.request<{ status: string }>('health')).status, 'ok', 'the channel still serves');
+});
+
+t.test('a session that ends cancels its requests: DELETE, or the peer vanishing', async (t) => {
+  for (const how of ['delete', 'vanish'] as const) {
+    const c = await TabAgentRtcClient.connect(base);
+    let seen = 0;
+    const started = new Promise<void>((resolve) => {
+      void c.request('test_stream', { count: 100_000, delay_ms: 5, echo: how }, { onChunk: () => ++seen === 2 && resolve() }).catch(() => {});
+    });
+    await started;
+    t.equal(h.transport.sessions.info(c.sessionId).requests_in_flight, 1);
+    // 'vanish': the page's tab is gone; nothing tells the server but the connection itself.
+    if (how === 'delete') await c.close();
+    else (c as unknown as { pc: { close(): void } }).pc.close();
+    for (let i = 0; i < 300 && !streamEnds.has(how); i++) await new Promise((r) => setTimeout(r, 20));
+    t.equal(streamEnds.get(how), 'cancelled', `${how}: the generation was stopped`);
+    t.equal(h.transport.sessions.info(c.sessionId).state, 'closed');
+    await c.close();
+  }
+});
+
+t.test('a peer that stops reading has its session closed once 2 x max_message_bytes wait to be sent', async (t) => {
+  // A real stalled reader: the client process is stopped (SIGSTOP), so its SCTP stack stops acknowledging.
+  const child = spawn(process.execPath, ['--import=tsx', path.join(import.meta.dirname, 'stalled-peer.ts'), h.baseUrl], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const sessionId = await new Promise<string>((resolve, reject) => {
+    child.stdout.once('data', (b: Buffer) => resolve(b.toString().trim()));
+    child.once('exit', (code) => reject(new Error(`stalled peer exited with ${code}`)));
+  });
+  child.kill('SIGSTOP');
+  let info = h.transport.sessions.info(sessionId);
+  for (let i = 0; i < 500 && info.state !== 'closed'; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    info = h.transport.sessions.info(sessionId);
+  }
+  t.equal(info.state, 'closed');
+  t.match(info.close_reason, /the peer is not reading: \d+ bytes waiting to be sent/);
+  for (let i = 0; i < 100 && !streamEnds.has('stalled'); i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(streamEnds.get('stalled'), 'cancelled', 'its stream was stopped');
+  const other = await TabAgentRtcClient.connect(base);
+  t.equal((await other.request<{ status: string }>('health')).status, 'ok', 'other sessions are served');
+  await other.close();
 });

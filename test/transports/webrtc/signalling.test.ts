@@ -118,6 +118,9 @@ t.test('session state follows the connection: new, connected, closed when the pe
   const answered = await request(h.baseUrl, 'POST', '/v1/webrtc/answer', {}, { session_id: id, sdp: pc.localDescription.sdp, type: 'answer' });
   t.equal(answered.status, 200);
   t.equal(answered.body.signaling_state, 'stable');
+  const again = await request(h.baseUrl, 'POST', '/v1/webrtc/answer', {}, { session_id: id, sdp: pc.localDescription.sdp, type: 'answer' });
+  t.equal(again.status, 409, 'a second answer is refused');
+  t.match(again.body.detail, /not waiting for an answer \(signaling state 'stable'\)/);
   const dc = await channel;
   await until('channel open', () => (dc.readyState === 'open' ? true : undefined));
   const connected = await until('connected', async () => {

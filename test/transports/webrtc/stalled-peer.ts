@@ -1,0 +1,11 @@
+/** A client in its own process for the backpressure test: connects, asks for an endless stream, prints its session id; the test then stops the process. */
+import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
+import { wrtc } from './helpers.js';
+
+const c = await TabAgentRtcClient.connect({ baseUrl: process.argv[2]!, RTCPeerConnection: wrtc.RTCPeerConnection });
+let chunks = 0;
+void c.request('test_stream', { count: 1_000_000, size: 300_000, delay_ms: 1, echo: 'stalled' }, {
+  onChunk: () => {
+    if (++chunks === 3) process.stdout.write(`${c.sessionId}\n`);
+  },
+}).catch(() => {});
