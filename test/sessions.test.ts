@@ -28,11 +28,12 @@ t.teardown(() => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-/** The limits these tests hit: small enough to reach cheaply, named in the errors. */
-const ENV = { TABAGENT_STORAGE__MAX_MESSAGE_BYTES: '4096', TABAGENT_INFERENCE__CONTEXT_SIZE: '512' };
+/** The limits these tests hit, small enough to reach cheaply; one inference worker is plenty for the tiny model. */
+const ENV = { TABAGENT_STORAGE__MAX_MESSAGE_BYTES: '4096', TABAGENT_INFERENCE__CONTEXT_SIZE: '1024', TABAGENT_INFERENCE__WORKERS: '1' };
 
 async function start(opts: { model?: boolean } = {}): Promise<ServerProcess> {
-  const s = await startServerProcess({ mode: 'both', dataDir, args: ['--no-stdio'], env: ENV, ...(opts.model ? { model: 'tiny' as const } : {}) });
+  // Loading the model in worker threads can take a while when the machine is busy.
+  const s = await startServerProcess({ mode: 'both', dataDir, args: ['--no-stdio'], env: ENV, startTimeoutMs: 90_000, ...(opts.model ? { model: 'tiny' as const } : {}) });
   children.push(s.child);
   return s;
 }
@@ -284,7 +285,15 @@ t.test('chat with session_id, cancelled: the partial reply is saved and marked',
   let cancelled: Promise<unknown> | undefined;
   const run = ws.stream(
     'chat',
-    { model: server.modelId, session_id: 'chat-cancel', messages: [{ role: 'user', content: 'Tell me a long story' }], max_tokens: 400, stream: true },
+    {
+      model: server.modelId,
+      session_id: 'chat-cancel',
+      messages: [{ role: 'user', content: 'Tell me a long story' }],
+      max_tokens: 900,
+      stream: true,
+      // The grammar holds the end of the reply off for 800 characters, so the cancel always lands mid-reply.
+      response_format: { type: 'json_schema', json_schema: { name: 'story', schema: { type: 'object', properties: { story: { type: 'string', minLength: 800 } }, required: ['story'] } } },
+    },
     (chunk, requestId) => {
       streamed += chunk.delta;
       cancelled ??= ws.call('stop_generation', { request_id: requestId });
@@ -306,13 +315,13 @@ t.test('chat with a history longer than the context: the oldest turns are left o
   const id = 'long-chat';
   await ws.call('create_session', { id });
   await ws.call('save_message', { session_id: id, message: { role: 'system', content: 'You are terse.' } });
-  // 40 messages of about 200 tokens each: several times the 512-token context.
+  // 40 messages of about 200 tokens each: several times the 1024-token context.
   for (let i = 0; i < 40; i++) {
     await ws.call('save_message', { session_id: id, message: { role: i % 2 ? 'assistant' : 'user', content: `turn ${i}: ${'lorem ipsum dolor sit amet '.repeat(8)}` } });
   }
   const reply = await ws.call('chat', { model: server.modelId, session_id: id, messages: [{ role: 'user', content: 'Sum it up' }], max_tokens: 8 });
   t.ok(reply.history_dropped > 0, `older turns were left out of the prompt (${reply.history_dropped})`);
-  t.ok(reply.usage.prompt_tokens <= 512, `the prompt fits the context (${reply.usage.prompt_tokens} tokens)`);
+  t.ok(reply.usage.prompt_tokens <= 1024, `the prompt fits the context (${reply.usage.prompt_tokens} tokens)`);
   t.equal((await history(server, id)).length, 43, 'the stored history keeps every message');
 });
 

@@ -233,11 +233,12 @@ export class TabAgentRtcClient {
     this.pending.clear();
     this.channel.onmessage = null;
     this.channel.onclose = null;
-    try {
-      this.channel.close();
-      this.pc.close();
-    } catch {
-      // Already closed.
+    for (const closable of [this.channel, this.pc]) {
+      try {
+        closable.close();
+      } catch {
+        // Already closed; the peer connection must still be closed if the channel was.
+      }
     }
     this.onclose?.(reason);
   }

@@ -15,7 +15,7 @@ t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 const chat: GenerateInput = { kind: 'chat', messages: [{ role: 'user', content: 'hello there' }] };
 
-async function openPool(t: Tap.Test, opts: Partial<InferencePoolOptions> = {}): Promise<InferencePool> {
+async function openPool(opts: Partial<InferencePoolOptions> = {}): Promise<InferencePool> {
   const pool = new InferencePool({
     workers: 1,
     threads: 1,
@@ -30,6 +30,12 @@ async function openPool(t: Tap.Test, opts: Partial<InferencePoolOptions> = {}): 
   await pool.load('tiny', tiny);
   return pool;
 }
+
+// Pools start slowly (a worker thread each, and node-llama-cpp tests its binary per thread): the subtests share two.
+/** One worker with one sequence: saturated by a single generation. */
+const narrow = await openPool({ maxSequences: 1, queueLimits: { interactive: 4, normal: 4, background: 3 } });
+/** Two workers with eight sequences each. */
+const wide = await openPool({ workers: 2, maxSequences: 8 });
 
 /** A generation that holds its sequence until aborted (the tiny model's context allows ~2000 tokens). */
 function blocker(pool: InferencePool, priority: 'interactive' | 'normal' | 'background' = 'normal') {
@@ -52,7 +58,7 @@ t.test('the thread plan never oversubscribes the cores by default', async (t) =>
 });
 
 t.test('tokens of a stream arrive before its end, and add up to the text', async (t) => {
-  const pool = await openPool(t);
+  const pool = wide;
   const deltas: string[] = [];
   let ended = false;
   const r = await pool.generate('tiny', chat, { max_tokens: 24, seed: 5 }, {
@@ -69,7 +75,7 @@ t.test('tokens of a stream arrive before its end, and add up to the text', async
 });
 
 t.test('a fixed seed repeats the same text; embeddings have the model dimension', async (t) => {
-  const pool = await openPool(t, { workers: 2 });
+  const pool = wide;
   const a = await pool.generate('tiny', chat, { max_tokens: 20, seed: 42, temperature: 0.9 });
   const b = await pool.generate('tiny', chat, { max_tokens: 20, seed: 42, temperature: 0.9 });
   const c = await pool.generate('tiny', chat, { max_tokens: 20, seed: 43, temperature: 0.9 });
@@ -82,7 +88,7 @@ t.test('a fixed seed repeats the same text; embeddings have the model dimension'
 });
 
 t.test('cancel mid-stream ends the generation as cancelled and frees its sequence', async (t) => {
-  const pool = await openPool(t, { maxSequences: 1 });
+  const pool = narrow;
   const b = blocker(pool);
   await b.started;
   b.ac.abort();
@@ -95,7 +101,7 @@ t.test('cancel mid-stream ends the generation as cancelled and frees its sequenc
 });
 
 t.test('under saturation an interactive request overtakes queued background ones', async (t) => {
-  const pool = await openPool(t, { maxSequences: 1 });
+  const pool = narrow;
   const b = blocker(pool);
   await b.started;
   const order: string[] = [];
@@ -111,12 +117,12 @@ t.test('under saturation an interactive request overtakes queued background ones
 });
 
 t.test('a full priority class answers BUSY with a retry-after hint; other classes still queue', async (t) => {
-  const pool = await openPool(t, { maxSequences: 1, queueLimits: { interactive: 4, normal: 4, background: 2 } });
+  const pool = narrow;
   const b = blocker(pool);
   await b.started;
-  const queued = [1, 2].map(() => pool.generate('tiny', chat, { max_tokens: 2 }, { priority: 'background' }));
+  const queued = [1, 2, 3].map(() => pool.generate('tiny', chat, { max_tokens: 2 }, { priority: 'background' }));
   const err = await pool.generate('tiny', chat, { max_tokens: 2 }, { priority: 'background' }).catch((e: unknown) => e);
-  t.match(err, { code: 'BUSY', message: /background.*full/, details: { priority: 'background', limit: 2 } });
+  t.match(err, { code: 'BUSY', message: /background.*full/, details: { priority: 'background', limit: 3 } });
   t.ok((err as { details: { retry_after_ms: number } }).details.retry_after_ms > 0, 'retry_after_ms is given');
   const interactive = pool.generate('tiny', chat, { max_tokens: 2 }, { priority: 'interactive' });
   b.ac.abort();
@@ -124,7 +130,7 @@ t.test('a full priority class answers BUSY with a retry-after hint; other classe
 });
 
 t.test('16 concurrent streams all complete', async (t) => {
-  const pool = await openPool(t, { workers: 2, maxSequences: 8 });
+  const pool = wide;
   const results = await Promise.all(
     Array.from({ length: 16 }, (_, i) => pool.generate('tiny', { kind: 'completion', prompt: `stream ${i}` }, { max_tokens: 16, seed: i })),
   );
@@ -133,7 +139,7 @@ t.test('16 concurrent streams all complete', async (t) => {
 });
 
 t.test('a corrupt or truncated file fails cleanly and the worker keeps serving', async (t) => {
-  const pool = await openPool(t);
+  const pool = narrow;
   const bytes = await readFile(small);
   const truncated = path.join(dir, 'truncated.gguf');
   await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
@@ -143,11 +149,11 @@ t.test('a corrupt or truncated file fails cleanly and the worker keeps serving',
   await t.rejects(pool.load('garbage', garbage), { code: 'BAD_REQUEST', message: /not a valid GGUF model/ });
   const r = await pool.generate('tiny', chat, { max_tokens: 3 });
   t.equal(r.usage.completion_tokens, 3, 'the same worker still generates');
-  t.equal(pool.stats().worker_restarts, 0);
+  t.equal(pool.stats().worker_restarts, 0, 'no worker was lost');
 });
 
 t.test('a worker that dies is replaced: its requests fail, the pool keeps serving', async (t) => {
-  const pool = await openPool(t, { workers: 1 });
+  const pool = narrow;
   const b = blocker(pool);
   await b.started;
   t.ok(await pool.restartWorker(pool.workerIds[0]!));
@@ -158,9 +164,7 @@ t.test('a worker that dies is replaced: its requests fail, the pool keeps servin
 });
 
 t.test('unload frees the memory a model took', async (t) => {
-  const pool = new InferencePool({ workers: 1, threads: 1, contextSize: 2048, maxSequences: 16, queueLimits: { interactive: 4, normal: 4, background: 4 }, agingMs: 60_000 });
-  t.teardown(() => pool.close());
-  await pool.start();
+  const pool = wide;
   const before = process.memoryUsage().rss;
   await pool.load('small', small);
   await pool.generate('small', chat, { max_tokens: 4 });

@@ -6,12 +6,10 @@ import readline from 'node:readline';
 import t from 'tap';
 import { ConversationStore } from '../../src/runtime/storage/store.js';
 
-type Tap = { equal(a: unknown, b: unknown, msg?: string): unknown };
-
 const writer = path.resolve('test/runtime/fixtures/storage-writer.ts');
 
-/** Runs the writer until it has acknowledged `killAfter` messages, SIGKILLs it mid-burst, and returns what it acknowledged. */
-async function burstAndKill(t: Tap, dir: string, killAfter: number, acked: Map<string, string[]>): Promise<void> {
+/** Runs the writer until it has acknowledged `killAfter` messages, SIGKILLs it mid-burst, records what it acknowledged, and returns the signal it died of. */
+async function burstAndKill(dir: string, killAfter: number, acked: Map<string, string[]>): Promise<NodeJS.Signals | null> {
   const child = spawn(process.execPath, ['--import', 'tsx', writer, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   let count = 0;
   const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
@@ -22,7 +20,7 @@ async function burstAndKill(t: Tap, dir: string, killAfter: number, acked: Map<s
     acked.get(session)!.push(id);
     if (++count === killAfter) child.kill('SIGKILL');
   }
-  t.equal(await exited, 'SIGKILL', 'the writer died by SIGKILL, mid-burst');
+  return exited;
 }
 
 t.test('SIGKILL in the middle of a write burst loses nothing that was acknowledged', async (t) => {
@@ -33,7 +31,7 @@ t.test('SIGKILL in the middle of a write burst loses nothing that was acknowledg
   // Two rounds: the second also checks that the first round's messages survived a crash recovery.
   const acked = new Map<string, string[]>();
   for (const round of [1, 2]) {
-    await burstAndKill(t, dir, 400, acked);
+    t.equal(await burstAndKill(dir, 400, acked), 'SIGKILL', 'the writer died by SIGKILL, mid-burst');
     const store = await ConversationStore.open({ dir });
     for (const [session, ids] of acked) {
       const history = await store.getHistory(session, { limit: 1000, from: 'start' });

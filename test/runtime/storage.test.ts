@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { fitHistoryToContext } from '../../src/runtime/storage/context-fit.js';
-import { ConversationStore } from '../../src/runtime/storage/store.js';
+import { ConversationStore, type HistoryPage } from '../../src/runtime/storage/store.js';
 import type { Message } from '../../src/runtime/storage/schema.js';
 
 /** What these helpers need of a tap test. */
@@ -40,7 +40,7 @@ async function pageAll(store: ConversationStore, sessionId: string, limit: numbe
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const page = direction === 'backward'
+    const page: HistoryPage = direction === 'backward'
       ? await store.getHistory(sessionId, cursor ? { limit, before: cursor } : { limit })
       : await store.getHistory(sessionId, cursor ? { limit, after: cursor } : { limit, from: 'start' });
     const pageIds = page.messages.map((m) => m.id);

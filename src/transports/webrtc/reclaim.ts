@@ -26,24 +26,45 @@ function collector(): (() => void) | null {
   return collect;
 }
 
-/** Runs one full collection `delayMs` after the first close it is told about, however many closes follow in that time. */
+/**
+ * Runs a full collection `delayMs` after a close (one for all the closes in that time), and one more
+ * `trailingMs` after the last, for connections still referenced during the first (their close events
+ * were in flight).
+ */
 export class PeerReclaimer {
   private timer: NodeJS.Timeout | undefined;
+  private dueAt = 0;
+  private trailingOwed = false;
 
-  constructor(private readonly delayMs = 1000) {}
+  constructor(
+    private readonly delayMs = 1000,
+    private readonly trailingMs = 5000,
+  ) {}
 
   /** A peer connection was closed and dropped: its resources are freed at the next collection. */
   closed(): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      collector()?.();
-    }, this.delayMs);
-    this.timer.unref();
+    this.trailingOwed = true;
+    if (this.timer && this.dueAt - Date.now() <= this.delayMs) return;
+    this.arm(this.delayMs);
   }
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.trailingOwed = false;
+  }
+
+  private arm(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.dueAt = Date.now() + ms;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      collector()?.();
+      if (this.trailingOwed) {
+        this.trailingOwed = false;
+        this.arm(this.trailingMs);
+      }
+    }, ms);
+    this.timer.unref();
   }
 }

@@ -39,7 +39,7 @@ export async function startTestServer(opts: FixtureOptions = {}): Promise<TestSe
   const env: Record<string, string> = { TABAGENT_LOG_LEVEL: opts.logLevel ?? 'info' };
   for (const [k, val] of Object.entries(opts.flags ?? {})) env[`TABAGENT_${k.toUpperCase().split('.').join('__')}`] = Array.isArray(val) ? val.join(',') : String(val);
   // Loading the model in every worker is slow when the cores are busy (other test files run in parallel).
-  const p = await startServerProcess({ mode: 'http', model: 'tiny', env, args: opts.args ?? [], startTimeoutMs: 60_000 });
+  const p = await startServerProcess({ mode: 'http', model: 'tiny', env, args: opts.args ?? [], startTimeoutMs: 120_000 });
   return { url: p.url, wsUrl: p.wsUrl, port: p.port, model: p.modelId!, logs: () => p.logs(), stop: async () => void (await p.stop()) };
 }
 

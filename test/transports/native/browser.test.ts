@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Worker } from 'playwright-core';
 import t from 'tap';
 import { writeTestModel } from '../../../src/runtime/gguf/index.js';
-import { cliPath, startServer, tempDir, testEnv, type BackgroundServer } from './helpers.js';
+import { cliPath, processesWith, startServer, tempDir, testEnv, type BackgroundServer } from './helpers.js';
 
 const chromiumPath = '/usr/bin/chromium';
 if (!existsSync(chromiumPath)) {
@@ -19,7 +19,6 @@ if (!existsSync(chromiumPath)) {
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const tmp = tempDir('tabagent-browser-');
-t.teardown(() => tmp.remove());
 
 /** Chromium derives an unpacked extension's id from its manifest key: sha256 of the key, first 32 hex digits mapped to a-p. */
 function extensionIdOf(manifestKey: string): string {
@@ -66,6 +65,8 @@ t.before(async () => {
 t.teardown(async () => {
   await context?.close();
   if (server?.child.exitCode === null) server.child.kill('SIGKILL');
+  for (const pid of processesWith('host-main.js', dataDir)) process.kill(pid, 'SIGKILL');
+  tmp.remove();
 });
 
 t.test('the extension loads with the id its key gives', async (tt) => {
@@ -93,7 +94,10 @@ t.test('a streamed chat from the synthetic model', async (tt) => {
   tt.equal(result.final.usage.completion_tokens, 12);
 });
 
-t.test('the server ends cleanly after the browser is gone', async (tt) => {
+t.test('no host outlives the browser, and the server ends cleanly', async (tt) => {
   await context.close();
+  let left = processesWith('host-main.js', dataDir);
+  for (const until = Date.now() + 10_000; left.length && Date.now() < until; left = processesWith('host-main.js', dataDir)) await new Promise((r) => setTimeout(r, 100));
+  tt.same(left, [], 'every host the browser started has exited');
   tt.equal(await server.stop(), 0);
 });

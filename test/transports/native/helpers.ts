@@ -1,6 +1,6 @@
 /** Test helpers for native messaging: a background server, and hosts spawned with pipes as a browser does. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,9 +16,9 @@ export function tempDir(prefix = 'tabagent-native-'): { dir: string; remove(): v
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** Environment for every process a test starts: quiet logs, no ports, native only. */
+/** Environment for every process a test starts: quiet logs, no ports, native only, one inference worker (each one loads the model). */
 export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return { ...process.env, TABAGENT_LOG_LEVEL: 'warn', TABAGENT_MODE: 'native', TABAGENT_PORT: '0', TABAGENT_WEBRTC_PORT: '0', ...extra };
+  return { ...process.env, TABAGENT_LOG_LEVEL: 'warn', TABAGENT_MODE: 'native', TABAGENT_PORT: '0', TABAGENT_WEBRTC_PORT: '0', TABAGENT_INFERENCE__WORKERS: '1', ...extra };
 }
 
 export interface BackgroundServer {
@@ -37,7 +37,7 @@ export async function startServer(dataDir: string, args: string[] = [], env: Nod
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const socket = path.join(dataDir, 'tabagent.sock');
-  const until = Date.now() + 30_000;
+  const until = Date.now() + 120_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${err}`);
     if (await isLive(socket)) break;
@@ -107,7 +107,7 @@ export class RawHost {
   }
 
   /** Waits for a frame matching `pred` (searching frames already received too). */
-  async waitFor(pred: (f: any) => boolean, timeoutMs = 20_000): Promise<any> {
+  async waitFor(pred: (f: any) => boolean, timeoutMs = 60_000): Promise<any> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const found = this.frames.find(pred);
@@ -120,8 +120,8 @@ export class RawHost {
     }
   }
 
-  reply(id: string | null): Promise<any> {
-    return this.waitFor((f) => f.request_id === id && typeof f.success === 'boolean');
+  reply(id: string | null, timeoutMs?: number): Promise<any> {
+    return this.waitFor((f) => f.request_id === id && typeof f.success === 'boolean', timeoutMs);
   }
 }
 
@@ -187,4 +187,19 @@ export async function stopServerIn(dataDir: string, timeoutMs = 15_000): Promise
     await new Promise((r) => setTimeout(r, 50));
   }
   return pid;
+}
+
+/** Pids of live processes whose command line holds every one of `parts` (Linux /proc). */
+export function processesWith(...parts: string[]): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ');
+      if (parts.every((p) => cmdline.includes(p)) && isRunning(Number(name))) pids.push(Number(name));
+    } catch {
+      // Exited while being read.
+    }
+  }
+  return pids;
 }
