@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { getLlama, LlamaCompletion, LlamaLogLevel, type Llama } from 'node-llama-cpp';
 import { writeTestModel, type TestModelType } from '../src/runtime/gguf/index.js';
 import { InferenceEngine } from '../src/runtime/inference/engine.js';
+import { writeResult } from './harness/index.js';
 
 export interface InferenceBenchOptions {
   types?: TestModelType[];
@@ -173,5 +174,24 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     contexts: arg('contexts')?.split(',').map(Number),
     rawConcurrent: arg('raw-concurrent') !== 'false',
   });
-  process.stdout.write(`${inferenceMarkdown(rows)}\n\n${JSON.stringify(rows, null, 2)}\n`);
+  process.stdout.write(`${inferenceMarkdown(rows)}\n`);
+  if (arg('write') !== 'false') {
+    const file = writeResult({
+      suite: 'inference-engine',
+      title: 'Inference engine in-process vs node-llama-cpp used naively, reference model',
+      command: `node dist/bench/inference-engine.js ${process.argv.slice(2).join(' ')}`.trim(),
+      figures: rows.map((r) => ({
+        name: `medium ${r.type.toUpperCase()}: ${r.runner}, ${r.streams} stream${r.streams > 1 ? 's' : ''}`,
+        value: r.tokens_per_s,
+        unit: 'tok/s',
+        baseline: { name: 'raw node-llama-cpp, 1 stream', value: +(r.tokens_per_s / r.vs_raw_single).toFixed(1) },
+        ratio: r.vs_raw_single,
+        ...(r.ttft_p50_ms !== null ? { p50_ms: +r.ttft_p50_ms.toFixed(1) } : {}),
+        ...(r.ttft_p99_ms !== null ? { p99_ms: +r.ttft_p99_ms.toFixed(1) } : {}),
+        notes: `${r.vs_own_single}x this runner's single stream; ${r.tokens} tokens in ${r.seconds} s; p50/p99 = time to first token; in one process, no worker threads`,
+      })),
+      rows,
+    });
+    process.stderr.write(`wrote ${file}\n`);
+  }
 }

@@ -24,10 +24,10 @@ export interface PoolBenchOptions {
   tokens?: number;
   /** Concurrent streams to measure the aggregate at. */
   streams?: number[];
-  /** Seconds each concurrency level keeps its streams busy (closed loop: a finished stream starts the next request). */
+  /** Seconds one measurement keeps its streams busy (closed loop: a finished stream starts the next request). */
   windowS?: number;
-  /** Alternating raw/pool single-stream rounds (the single figures are their medians). */
-  singleRounds?: number;
+  /** Rounds over raw single and every concurrency level, interleaved; each figure is the median of its rounds. */
+  rounds?: number;
   variants?: PoolVariant[];
   /** Called with each measurement as it is made. */
   progress?: (line: string) => void;
@@ -103,7 +103,7 @@ type Stream = (i: number, seed: number) => Promise<{ tokens: number; ttft: numbe
  * tokens/s over that window: requests still running at its end count in proportion to their time inside it, so the
  * uneven tail (EOS ends some requests early) does not dilute the aggregate.
  */
-async function closedLoop(run: Stream, streams: number, windowS: number): Promise<{ done: Done[]; seconds: number; tokens: number }> {
+async function closedLoop(run: Stream, streams: number, windowS: number): Promise<{ done: Done[]; ttfts: number[]; seconds: number; tokens: number }> {
   const t0 = performance.now();
   const until = t0 + windowS * 1000;
   const done: Done[] = [];
@@ -122,7 +122,7 @@ async function closedLoop(run: Stream, streams: number, windowS: number): Promis
     const inside = Math.max(0, Math.min(d.end, until) - d.start);
     tokens += d.end <= until ? d.tokens : (d.tokens * inside) / (d.end - d.start);
   }
-  return { done, seconds: windowS, tokens };
+  return { done, ttfts: done.map((d) => d.ttft), seconds: windowS, tokens };
 }
 
 /** The baseline: the simplest documented node-llama-cpp usage, one LlamaCompletion on one sequence, 1 thread. */
@@ -196,12 +196,23 @@ export function describeVariant(variant: PoolVariant): string {
   return `${plan.workers} worker(s) x ${plan.threads} thread x ${inf.contexts} context(s), placement ${inf.placement}, ${inf.max_sequences} sequences x ${inf.context_size} tokens`;
 }
 
+/** Windows of one runner at one concurrency, summarised: median tokens/s, pooled TTFT percentiles, peak RSS. */
+interface Level {
+  runner: string;
+  streams: number;
+  windows: Measurement[];
+  tokens_per_s: number;
+  ttft_p50_ms: number | null;
+  ttft_p99_ms: number | null;
+  peak_rss_bytes: number;
+}
+
 export async function runPoolBench(options: PoolBenchOptions = {}): Promise<PoolBenchReport> {
   const types = options.types ?? ['f32', 'q8_0'];
-  const maxTokens = options.tokens ?? 64;
-  const streamsList = options.streams ?? [1, 4, 8, 16];
-  const windowS = options.windowS ?? 6;
-  const rounds = options.singleRounds ?? 3;
+  const maxTokens = options.tokens ?? 128;
+  const streamsList = [...new Set([1, ...(options.streams ?? [1, 4, 8, 16])])].sort((a, b) => a - b);
+  const windowS = options.windowS ?? 3;
+  const rounds = options.rounds ?? 3;
   const variants = options.variants ?? defaultVariants;
   const say = options.progress ?? (() => {});
   const dir = await mkdtemp(path.join(tmpdir(), 'tabagent-pool-bench-'));
@@ -213,10 +224,10 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
       const file = path.join(dir, `medium-${type}.gguf`);
       await writeTestModel(file, { size: 'medium', type });
       const label = `medium ${type.toUpperCase()}`;
-      const singleWindow = Math.max(1, windowS / 2);
-      const record = async (runner: string, streams: number, run: Stream, seconds: number): Promise<Measurement> => {
-        const [m, rss] = await withPeakRss(() => closedLoop(run, streams, seconds));
-        const ttfts = m.done.map((d) => d.ttft);
+      const levels = new Map<string, Level>();
+      const ttftsOf = new Map<string, number[]>();
+      const measure = async (runner: string, streams: number, run: Stream): Promise<void> => {
+        const [m, rss] = await withPeakRss(() => closedLoop(run, streams, windowS));
         const row: Measurement = {
           type,
           runner,
@@ -225,22 +236,30 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
           tokens: Math.round(m.tokens),
           seconds: m.seconds,
           tokens_per_s: +(m.tokens / m.seconds).toFixed(1),
-          ttft_p50_ms: percentile(ttfts, 50),
-          ttft_p99_ms: percentile(ttfts, 99),
+          ttft_p50_ms: percentile(m.ttfts, 50),
+          ttft_p99_ms: percentile(m.ttfts, 99),
           peak_rss_bytes: rss,
         };
         rows.push(row);
+        const key = `${runner}\u0000${streams}`;
+        const level = levels.get(key) ?? { runner, streams, windows: [], tokens_per_s: 0, ttft_p50_ms: null, ttft_p99_ms: null, peak_rss_bytes: 0 };
+        levels.set(key, level);
+        level.windows.push(row);
+        level.tokens_per_s = +median(level.windows.map((w) => w.tokens_per_s)).toFixed(1);
+        level.peak_rss_bytes = Math.max(level.peak_rss_bytes, rss);
+        const ttfts = [...(ttftsOf.get(key) ?? []), ...m.ttfts];
+        ttftsOf.set(key, ttfts);
+        level.ttft_p50_ms = percentile(ttfts, 50);
+        level.ttft_p99_ms = percentile(ttfts, 99);
         say(`${label} ${runner} x${streams}: ${row.tokens_per_s} tok/s, TTFT p50 ${row.ttft_p50_ms?.toFixed(1)} ms, RSS ${(rss / 2 ** 20).toFixed(0)} MiB`);
-        return row;
       };
 
       const raw = await RawRunner.open(llama, file);
       const rawStream = raw.stream(maxTokens);
       await rawStream(0, 1); // warm-up
-      const rawSingles: number[] = [];
-      const blocks: Array<{ variant: PoolVariant; singles: number[]; rows: Measurement[] }> = [];
       try {
-        // one pool at a time (each worker holds its own KV cache); its single-stream rounds alternate with raw ones
+        // one pool at a time (each worker holds its own KV cache); rounds interleave raw and every concurrency
+        // level, so load from other processes falls on all of them alike, and each figure is a median of rounds
         for (const variant of variants) {
           const t0 = performance.now();
           const pool = createInferencePool(serverConfig(variant), silentLog);
@@ -248,19 +267,11 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
             await pool.start();
             await pool.load('m', file);
             say(`${label} ${variant.name}: ${describeVariant(variant)}; started and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-            // warm every worker (first decodes allocate compute buffers)
+            // warm every worker (the first decodes allocate compute buffers)
             await Promise.all(Array.from({ length: pool.options.workers * 2 }, (_, i) => poolStream(pool, 'm', 8)(i, i + 1)));
-            const block = { variant, singles: [] as number[], rows: [] as Measurement[] };
-            blocks.push(block);
             const run = poolStream(pool, 'm', maxTokens);
-            for (let r = 0; r < rounds; r++) {
-              const pair: Array<() => Promise<void>> = [
-                async () => void rawSingles.push((await record('raw node-llama-cpp', 1, rawStream, singleWindow)).tokens_per_s),
-                async () => void block.singles.push((await record(variant.name, 1, run, singleWindow)).tokens_per_s),
-              ];
-              for (const step of r % 2 === 0 ? pair : pair.reverse()) await step();
-            }
-            for (const n of streamsList.filter((s) => s > 1)) block.rows.push(await record(variant.name, n, run, windowS));
+            const steps: Array<() => Promise<void>> = [() => measure(RAW, 1, rawStream), ...streamsList.map((n) => () => measure(variant.name, n, run))];
+            for (let r = 0; r < rounds; r++) for (const step of r % 2 === 0 ? steps : [...steps].reverse()) await step();
           } finally {
             await pool.close();
           }
@@ -268,46 +279,7 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
       } finally {
         await raw.close();
       }
-      const rawSingle = median(rawSingles);
-      figures.push({
-        name: `${label}: raw node-llama-cpp, 1 stream`,
-        value: +rawSingle.toFixed(1),
-        unit: 'tok/s',
-        notes: `baseline: LlamaCompletion on one sequence, 1 thread; median of ${rawSingles.length} windows of ${singleWindow} s alternating with the pool's`,
-      });
-      for (const { variant, singles, rows: streamRows } of blocks) {
-        const single = median(singles);
-        const isDefault = variant === variants[0];
-        figures.push({
-          name: `${label}: ${variant.name}, 1 stream`,
-          value: +single.toFixed(1),
-          unit: 'tok/s',
-          baseline: { name: 'raw node-llama-cpp, 1 stream', value: +rawSingle.toFixed(1) },
-          ratio: +(single / rawSingle).toFixed(2),
-          ...(isDefault ? { target: '>= 0.95x raw', pass: single / rawSingle >= 0.95 } : {}),
-          notes: `${describeVariant(variant)}; median of ${singles.length} windows`,
-        });
-        figures.push({
-          name: `${label}: ${variant.name}, peak RSS`,
-          value: +(Math.max(...streamRows.map((r) => r.peak_rss_bytes)) / 2 ** 20).toFixed(0),
-          unit: 'MiB',
-          notes: 'whole process (the workers are its threads; the raw baseline\'s model and context included)',
-        });
-        for (const row of streamRows) {
-          const goal = type === 'f32' ? 2.2 : 1.3;
-          figures.push({
-            name: `${label}: ${variant.name}, ${row.streams} streams`,
-            value: row.tokens_per_s,
-            unit: 'tok/s',
-            baseline: { name: `${variant.name}, 1 stream`, value: +single.toFixed(1) },
-            ratio: +(row.tokens_per_s / single).toFixed(2),
-            ...(isDefault && row.streams === 8 ? { target: `>= ${goal}x pool single`, pass: row.tokens_per_s / single >= goal } : {}),
-            ...(row.ttft_p50_ms !== null ? { p50_ms: +row.ttft_p50_ms.toFixed(1) } : {}),
-            ...(row.ttft_p99_ms !== null ? { p99_ms: +row.ttft_p99_ms.toFixed(1) } : {}),
-            notes: `${(row.tokens_per_s / rawSingle).toFixed(2)}x raw single; p50/p99 = time to first token; peak RSS ${(row.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`,
-          });
-        }
-      }
+      figures.push(...typeFigures(type, label, variants, levels, windowS));
       await rm(file);
     }
   } finally {
@@ -315,6 +287,68 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
     await rm(dir, { recursive: true, force: true });
   }
   return { rows, figures };
+}
+
+const RAW = 'raw node-llama-cpp';
+
+function typeFigures(type: TestModelType, label: string, variants: PoolVariant[], levels: Map<string, Level>, windowS: number): Figure[] {
+  const level = (runner: string, streams: number) => levels.get(`${runner}\u0000${streams}`);
+  const ttft = (l: Level) => ({
+    ...(l.ttft_p50_ms !== null ? { p50_ms: +l.ttft_p50_ms.toFixed(1) } : {}),
+    ...(l.ttft_p99_ms !== null ? { p99_ms: +l.ttft_p99_ms.toFixed(1) } : {}),
+  });
+  const raw = level(RAW, 1)!;
+  const figures: Figure[] = [
+    {
+      name: `${label}: raw node-llama-cpp, 1 stream`,
+      value: raw.tokens_per_s,
+      unit: 'tok/s',
+      ...ttft(raw),
+      notes: `the baseline: one LlamaCompletion on one sequence, 1 thread, in this process; median of ${raw.windows.length} windows of ${windowS} s interleaved with the pools'; p50/p99 = time to first token`,
+    },
+  ];
+  for (const variant of variants) {
+    const single = level(variant.name, 1);
+    if (!single) continue;
+    const isDefault = variant === variants[0];
+    const goal = type === 'f32' ? 2.2 : 1.3;
+    let peak = 0;
+    for (const l of levels.values()) if (l.runner === variant.name) peak = Math.max(peak, l.peak_rss_bytes);
+    for (const l of [...levels.values()].filter((x) => x.runner === variant.name).sort((a, b) => a.streams - b.streams)) {
+      const vsRaw = l.tokens_per_s / raw.tokens_per_s;
+      const vsSingle = l.tokens_per_s / single.tokens_per_s;
+      figures.push(
+        l.streams === 1
+          ? {
+              name: `${label}: ${variant.name}, 1 stream`,
+              value: l.tokens_per_s,
+              unit: 'tok/s',
+              ...ttft(l),
+              baseline: { name: 'raw node-llama-cpp, 1 stream', value: raw.tokens_per_s },
+              ratio: +vsRaw.toFixed(2),
+              ...(isDefault ? { target: '>= 0.95x raw', pass: vsRaw >= 0.95 } : {}),
+              notes: `${describeVariant(variant)}; median of ${l.windows.length} windows`,
+            }
+          : {
+              name: `${label}: ${variant.name}, ${l.streams} streams`,
+              value: l.tokens_per_s,
+              unit: 'tok/s',
+              ...ttft(l),
+              baseline: { name: `${variant.name}, 1 stream`, value: single.tokens_per_s },
+              ratio: +vsSingle.toFixed(2),
+              ...(isDefault && l.streams === 8 ? { target: `>= ${goal}x pool single`, pass: vsSingle >= goal } : {}),
+              notes: `aggregate; ${vsRaw.toFixed(2)}x raw single; median of ${l.windows.length} windows`,
+            },
+      );
+    }
+    figures.push({
+      name: `${label}: ${variant.name}, peak RSS`,
+      value: +(peak / 2 ** 20).toFixed(0),
+      unit: 'MiB',
+      notes: "whole process: the pool's workers are its threads (the raw baseline's model and context are included)",
+    });
+  }
+  return figures;
 }
 
 export function poolMarkdown(rows: Measurement[]): string {
@@ -348,7 +382,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     tokens: arg('tokens') ? Number(arg('tokens')) : undefined,
     streams: arg('streams')?.split(',').map(Number),
     windowS: arg('window') ? Number(arg('window')) : undefined,
-    singleRounds: arg('rounds') ? Number(arg('rounds')) : undefined,
+    rounds: arg('rounds') ? Number(arg('rounds')) : undefined,
     variants,
     progress: (line) => process.stderr.write(`${line}\n`),
   };

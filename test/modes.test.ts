@@ -19,7 +19,6 @@ function frame(obj: unknown): Buffer {
 /** Sends one native-messaging frame on the server's stdin and reads the first reply frame from its stdout. */
 async function nativeHealth(server: ServerProcess): Promise<unknown> {
   const stdout = server.child.stdout!;
-  stdout.pause();
   const reply = new Promise<unknown>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => reject(new Error('no reply on stdout')), 15_000);

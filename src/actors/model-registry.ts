@@ -55,6 +55,7 @@ const SESSION_HISTORY_LIMIT = 1000;
 
 export class ModelRegistryActor extends Actor {
   private backend: InferenceBackend | undefined;
+  private backendReady: Promise<void> = Promise.resolve();
   private readonly catalog: ModelCatalog;
   private readonly loaded = new Map<string, LoadedModel>();
   private readonly loading = new Map<string, Promise<LoadedModel>>();
@@ -104,10 +105,14 @@ export class ModelRegistryActor extends Actor {
     });
   }
 
-  /** Starts the worker pool, then loads the configured models; a model that cannot load stops the start with its reason. */
+  /**
+   * Starts the worker pool in the background (a server without models answers at once; loads wait for it), then
+   * loads the configured models; a model that cannot load stops the start with its reason.
+   */
   override async start(): Promise<void> {
     this.backend = this.opts.createBackend();
-    await this.backend.start();
+    this.backendReady = this.backend.start();
+    this.backendReady.catch((err: unknown) => this.log.error('the inference pool did not start', { err }));
     for (const id of this.catalog.preload()) {
       try {
         await this.ensureLoaded(id, true);
@@ -301,6 +306,7 @@ export class ModelRegistryActor extends Actor {
       );
     }
     const t0 = Date.now();
+    await this.backendReady;
     const info = await pool.load(id, file, onProgress);
     const m: LoadedModel = { id, path: file, info, meta, loadedAt: Date.now(), lastUsed: Date.now(), inFlight: 0, memoryBytes: need, idleTimer: undefined };
     this.loaded.set(id, m);

@@ -82,7 +82,7 @@ t.test('bad input gets an error that names the field', async (t) => {
 t.test('concurrent writers through the bus: every acknowledged message once, each writer in order', async (t) => {
   const { call } = await setup(t);
   const s = await call('create_session', {});
-  const writers = ['http', 'ws', 'native', 'webrtc'].map((name) => ({ name, call }));
+  const writers = ['w1', 'w2', 'w3', 'w4'].map((name) => ({ name, call }));
   const result = await concurrentWriters(writers, s.id, 50, call);
   t.same(result.missing, []);
   t.equal(result.duplicates, 0);

@@ -80,8 +80,8 @@ export async function startServerProcess(opts: ServerProcessOptions = {}): Promi
     const timer = setTimeout(() => {
       // A server that never said it started must not outlive the test that launched it.
       child.kill('SIGKILL');
-      reject(new Error(`server did not start within ${opts.startTimeoutMs ?? 30_000} ms; stderr:\n${err}`));
-    }, opts.startTimeoutMs ?? 30_000);
+      reject(new Error(`server did not start within ${opts.startTimeoutMs ?? 90_000} ms; stderr:\n${err}`));
+    }, opts.startTimeoutMs ?? 90_000);
     const check = (): void => {
       const line = logs().find((l) => l['msg'] === 'server started');
       if (line) {

@@ -1,6 +1,6 @@
 /**
- * Carrier-neutral checks for conversation storage: each carrier test (HTTP, WebSocket, native
- * messaging) passes a `call(route, payload)` that speaks its own wire, and gets the same checks.
+ * Carrier-neutral checks for conversation storage: each caller (the bus in test/actors, HTTP, WebSocket
+ * and native messaging in test/sessions.test.ts) passes a `call(route, payload)` that speaks its own wire.
  */
 
 export type Call = (route: string, payload: unknown) => Promise<any>;

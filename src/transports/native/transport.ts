@@ -7,7 +7,6 @@ import type { ServerContext } from '../../server.js';
 import { transportFactories } from '../index.js';
 import { NativeConnection } from './connection.js';
 import { listenIpc, type IpcListener } from './ipc.js';
-import { takePrivateStdout } from './private-stdout.js';
 
 export class NativeTransport extends Actor {
   private listener: IpcListener | undefined;
@@ -75,7 +74,7 @@ export class NativeTransport extends Actor {
     this.stdio = new NativeConnection(
       this.ctx.gateway(Addresses.nativeTransport),
       process.stdin,
-      takePrivateStdout(),
+      process.stdout,
       log,
       this.options(() => {
         log.info('stdin closed: shutting down (use --no-stdio to keep a background server running)');

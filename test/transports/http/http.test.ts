@@ -140,8 +140,11 @@ t.test('the OpenAPI document is valid 3.1 and lists every bound route', async (t
   t.ok(doc.info.title && doc.info.version);
   const validation = await new Validator().validate(doc);
   t.ok(validation.valid, `the document validates against the OpenAPI 3.1 schema: ${JSON.stringify(validation.errors ?? []).slice(0, 2000)}`);
+  const documented = new Set<string>();
+  for (const item of Object.values<Record<string, any>>(doc.paths)) for (const op of Object.values<any>(item)) documented.add(op['x-tabagent-route']);
   for (const route of allRoutes) {
     for (const b of route.http ?? []) t.equal(doc.paths[b.path]?.[b.method.toLowerCase()]?.['x-tabagent-route'], route.name, `${b.method} ${b.path} documents route ${route.name}`);
+    t.ok(documented.has(route.name), `route ${route.name} has an HTTP operation (its own binding or an OpenAI endpoint)`);
   }
   const listing = (await raw(server.url, 'GET', '/v1/routes')).json();
   for (const route of listing.routes) {

@@ -16,6 +16,21 @@ export function tempDir(prefix = 'tabagent-native-'): { dir: string; remove(): v
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/**
+ * Every process a test starts, and every server a relay started detached (pid from the relay's stderr):
+ * killed when the test process exits, so a test that times out or throws leaves nothing running.
+ */
+const started = new Set<number>();
+process.on('exit', () => {
+  for (const pid of started) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+});
+
 /** Environment for every process a test starts: quiet logs, no ports, native only, one inference worker (each one loads the model). */
 export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...process.env, TABAGENT_LOG_LEVEL: 'warn', TABAGENT_MODE: 'native', TABAGENT_PORT: '0', TABAGENT_WEBRTC_PORT: '0', TABAGENT_INFERENCE__WORKERS: '1', ...extra };
@@ -31,6 +46,7 @@ export interface BackgroundServer {
 /** Starts `serve --mode native --no-stdio` (what a relay would start) and waits for its IPC socket. */
 export async function startServer(dataDir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BackgroundServer> {
   const child = spawn(process.execPath, [cliPath, 'serve', '--mode', 'native', '--no-stdio', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: testEnv(env) });
+  started.add(child.pid!);
   let err = '';
   let out = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -41,7 +57,10 @@ export async function startServer(dataDir: string, args: string[] = [], env: Nod
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}: ${err}`);
     if (await isLive(socket)) break;
-    if (Date.now() > until) throw new Error(`server did not listen on ${socket}: ${err}`);
+    if (Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not listen on ${socket}: ${err}`);
+    }
     await new Promise((r) => setTimeout(r, 25));
   }
   return {
@@ -73,6 +92,7 @@ export class RawHost {
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = [hostMain]) {
     this.child = spawn(process.execPath, [...command, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: testEnv(env) });
+    started.add(this.child.pid!);
     this.child.stdout!.on('data', (chunk: Buffer) => {
       this.stdoutBytes += chunk.length;
       for (const item of this.decoder.push(chunk)) {
@@ -81,7 +101,10 @@ export class RawHost {
       }
       for (const w of this.waiters.splice(0)) w();
     });
-    this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      for (const m of this.stderr.matchAll(/started the server \(pid (\d+)\)/g)) started.add(Number(m[1]));
+    });
     this.child.stdin!.on('error', () => {});
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       for (const w of this.waiters.splice(0)) w();

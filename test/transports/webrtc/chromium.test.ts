@@ -14,7 +14,7 @@ if (!existsSync(executablePath)) {
        const deltas = [];
        const reply = await c.request('chat', { model: 'tiny', messages: [{ role: 'user', content: 'hello from a page' }], max_tokens: 12, seed: 7, stream: true },
          { onChunk: (d) => deltas.push(d.delta) });
-       const text = 'page text. '.repeat(30000);
+       const text = 'page text. '.repeat(24000);
        const big = await c.request('tokenize', { model: 'tiny', text });
        const back = await c.request('detokenize', { model: 'tiny', tokens: big.tokens });
        const sessionId = c.sessionId;
