@@ -105,7 +105,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
       return ex.fail(new TabAgentError('BAD_REQUEST', 'X-Request-Id must be 1 to 128 visible ASCII characters', { header: 'X-Request-Id' }));
     }
     if (ex.method === 'OPTIONS') return options(ex);
-    const limited = limiter.check(ex.remoteAddress);
+    const limited = limiter.check(() => ex.remoteAddress);
     if (limited) return ex.fail(limited);
     const found = table.lookup(ex.method, ex.path);
     if (found.kind === 'found') {

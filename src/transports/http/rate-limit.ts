@@ -13,10 +13,14 @@ export class RateLimiter {
 
   constructor(private readonly limit: () => number) {}
 
-  /** Counts one request from `address`; past the limit, the error to answer with. */
-  check(address: string): TabAgentError | undefined {
+  /** Counts one request from the client at `address()` (read only when a limit is set: uWS makes it a string each time); past the limit, the error to answer with. */
+  check(address: () => string): TabAgentError | undefined {
     const limit = this.limit();
     if (limit <= 0) return undefined;
+    return this.count(address(), limit);
+  }
+
+  private count(address: string, limit: number): TabAgentError | undefined {
     const now = Date.now();
     if (now - this.windowStart >= WINDOW_MS) {
       this.windowStart = now;

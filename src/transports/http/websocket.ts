@@ -143,7 +143,7 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
         return s.session.reject(e);
       }
       const id = typeof decoded === 'object' && decoded !== null ? (decoded as { request_id?: unknown }).request_id : undefined;
-      const limited = limiter.check(s.address);
+      const limited = limiter.check(() => s.address);
       if (limited) return s.session.reject(limited, typeof id === 'string' ? id : null);
       if (typeof id === 'string' && !s.formats.has(id)) s.formats.set(id, isBinary);
       s.session.handle(decoded);

@@ -1,6 +1,6 @@
 /** Test helpers for native messaging: a background server, and hosts spawned with pipes as a browser does. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,19 +17,25 @@ export function tempDir(prefix = 'tabagent-native-'): { dir: string; remove(): v
 }
 
 /**
- * Every process a test starts, and every server a relay started detached (pid from the relay's stderr):
- * killed when the test process exits, so a test that times out or throws leaves nothing running.
+ * Every process a test starts, and every server a relay started detached (pid from the relay's stderr), is
+ * listed in a file that a watchdog shell reads once this test process is gone, however it ended (tap kills
+ * a timed-out test with a signal, which skips teardowns and 'exit' handlers): nothing is left running.
  */
 const started = new Set<number>();
-process.on('exit', () => {
-  for (const pid of started) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
+/** Detached servers already taken from a relay's stderr (its whole stderr is searched on every chunk). */
+const announced = new Set<number>();
+let pidFile: string | undefined;
+function track(pid: number | undefined, add: boolean): void {
+  if (pid === undefined) return;
+  if (add) started.add(pid);
+  else started.delete(pid);
+  if (!pidFile) {
+    pidFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'tabagent-native-pids-')), 'pids');
+    const watchdog = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; kill -9 $(cat '${pidFile}') 2>/dev/null; rm -rf '${path.dirname(pidFile)}'`;
+    spawn('sh', ['-c', watchdog], { detached: true, stdio: 'ignore' }).unref();
   }
-});
+  writeFileSync(pidFile, [...started].join(' '));
+}
 
 /** Environment for every process a test starts: quiet logs, no ports, native only, one inference worker (each one loads the model). */
 export function testEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -46,7 +52,8 @@ export interface BackgroundServer {
 /** Starts `serve --mode native --no-stdio` (what a relay would start) and waits for its IPC socket. */
 export async function startServer(dataDir: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<BackgroundServer> {
   const child = spawn(process.execPath, [cliPath, 'serve', '--mode', 'native', '--no-stdio', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: testEnv(env) });
-  started.add(child.pid!);
+  track(child.pid, true);
+  child.on('exit', () => track(child.pid, false));
   let err = '';
   let out = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -92,7 +99,8 @@ export class RawHost {
 
   constructor(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = [hostMain]) {
     this.child = spawn(process.execPath, [...command, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: testEnv(env) });
-    started.add(this.child.pid!);
+    track(this.child.pid, true);
+    this.child.on('exit', () => track(this.child.pid, false));
     this.child.stdout!.on('data', (chunk: Buffer) => {
       this.stdoutBytes += chunk.length;
       for (const item of this.decoder.push(chunk)) {
@@ -103,7 +111,10 @@ export class RawHost {
     });
     this.child.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString();
-      for (const m of this.stderr.matchAll(/started the server \(pid (\d+)\)/g)) started.add(Number(m[1]));
+      for (const m of this.stderr.matchAll(/started the server \(pid (\d+)\)/g)) {
+        if (!announced.has(Number(m[1]))) track(Number(m[1]), true);
+        announced.add(Number(m[1]));
+      }
     });
     this.child.stdin!.on('error', () => {});
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
@@ -209,6 +220,7 @@ export async function stopServerIn(dataDir: string, timeoutMs = 15_000): Promise
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  track(pid, false);
   return pid;
 }
 
