@@ -319,7 +319,8 @@ export class ModelRegistryActor extends Actor {
   /** Past max_loaded_models, unloads the least recently used idle models; if every one is busy, BUSY. */
   private async makeRoom(incoming: string): Promise<void> {
     const max = this.opts.inference.max_loaded_models;
-    while (this.loaded.size + this.loading.size >= max + (this.loading.has(incoming) ? 1 : 0)) {
+    const othersLoading = (): number => this.loading.size - (this.loading.has(incoming) ? 1 : 0);
+    while (this.loaded.size + othersLoading() >= max) {
       const idle = [...this.loaded.values()].filter((m) => m.inFlight === 0).sort((a, b) => a.lastUsed - b.lastUsed)[0];
       if (!idle) {
         throw new TabAgentError('BUSY', `${max} models are loaded (inference.max_loaded_models) and all are in use; retry when one is idle`, {
