@@ -1,5 +1,4 @@
 /** Composes one server: the bus, the core actors, and the transports the mode asks for; and stops it gracefully. */
-import path from 'node:path';
 import type { Actor } from './actors/actor.js';
 import { ModelRegistryActor } from './actors/model-registry.js';
 import { RouterActor } from './actors/router.js';
@@ -13,6 +12,7 @@ import type { RouteDef } from './protocol/route.js';
 import type { Config, ConfigStore, Mode } from './runtime/config.js';
 import type { Log, RootLog } from './runtime/logger.js';
 import { InferencePool, planThreads } from './runtime/pool/pool.js';
+import { storeDir } from './runtime/storage/open.js';
 import { Gateway } from './transports/gateway.js';
 import { transportFactories, type TransportName } from './transports/index.js';
 
@@ -60,7 +60,7 @@ export function coreActorFactories(config: Config): CoreActorFactory[] {
       address: Addresses.storage,
       create: (ctx) =>
         new StorageActor(ctx.bus, ctx.log.child({ actor: Addresses.storage }), {
-          dir: path.join(config.data_dir, 'conversations'),
+          dir: storeDir(config.data_dir),
           sync: config.storage.sync,
           maxMessageBytes: config.storage.max_message_bytes,
         }),

@@ -231,15 +231,21 @@ export class ModelRegistryActor extends Actor {
     const context = contextTokens(this.opts.inference.context_size, m.meta.context_length);
     const reserve = Math.min(context - 1, (maxTokens ?? Math.min(1024, Math.floor(context / 4))) + TEMPLATE_TOKENS_PER_MESSAGE);
     const counts = new Map<ChatMessage, number>();
-    let total = 0;
-    for (let i = history.length - 1; i >= 0 && total <= context; i -= 32) {
-      const batch = history.slice(Math.max(0, i - 31), i + 1);
+    const count = async (batch: ChatMessage[]): Promise<number> => {
       const tokens = await Promise.all(batch.map((msg) => this.pool.tokenize(m.id, msg.content, callOpts(ctx))));
+      let sum = 0;
       batch.forEach((msg, k) => {
         const n = tokens[k]!.length + TEMPLATE_TOKENS_PER_MESSAGE;
         counts.set(msg, n);
-        total += n;
+        sum += n;
       });
+      return sum;
+    };
+    // System messages are always kept, so each is counted wherever it stands; the rest only as far back as the context reaches.
+    await count(history.filter((msg) => msg.role === 'system'));
+    let total = 0;
+    for (let i = history.length - 1; i >= 0 && total <= context; i -= 32) {
+      total += await count(history.slice(Math.max(0, i - 31), i + 1).filter((msg) => !counts.has(msg)));
     }
     return fitHistoryToContext(history, {
       contextTokens: context,

@@ -1,6 +1,7 @@
 /** Inference routes: chat, generate, embeddings, tokenize, detokenize and the pool's statistics (owner: the model registry). */
 import * as v from 'valibot';
 import { Addresses } from '../../bus/addresses.js';
+import { IdSchema } from '../../runtime/storage/schema.js';
 import { defineRoute } from '../route.js';
 
 const ModelId = v.pipe(v.string('model must be a string'), v.minLength(1, 'model must not be empty'));
@@ -71,7 +72,7 @@ export const chat = defineRoute({
     ...SamplingFields,
     response_format: v.optional(ResponseFormatSchema),
     stream: v.optional(v.boolean()),
-    session_id: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'session_id must be 1-128 characters of A-Z a-z 0-9 _ . : -'))),
+    session_id: v.optional(IdSchema),
   }),
   output: v.object({
     ...GenerationReply,
