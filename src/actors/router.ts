@@ -10,8 +10,8 @@ import { Actor } from './actor.js';
 
 export class RouterActor extends Actor {
   private readonly table: Map<string, RouteDef>;
-  /** In-flight requests by client request id, so stop_generation can reach them from any carrier. */
-  private readonly inflight = new Map<string, Set<AbortController>>();
+  /** Envelope ids of in-flight requests by client request id, so stop_generation can reach them from any carrier. */
+  private readonly inflight = new Map<string, string[]>();
 
   constructor(bus: Bus, log: Log, routes: readonly RouteDef[]) {
     super(Addresses.router, bus, log);
@@ -38,34 +38,36 @@ export class RouterActor extends Actor {
     return this.forward(ctx, def, parsed.output, requestId);
   }
 
+  /** Forwards as a child of the router's own delivery: a cancel of either (carrier, stop_generation, deadline) reaches the owner. */
   private forward(ctx: RequestContext, def: RouteDef, payload: unknown, requestId: string): Promise<unknown> {
-    const ac = new AbortController();
-    const onAbort = (): void => ac.abort(ctx.signal.reason);
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    let set = this.inflight.get(requestId);
-    if (!set) this.inflight.set(requestId, (set = new Set()));
-    set.add(ac);
+    const envId = ctx.envelope.id;
+    const ids = this.inflight.get(requestId);
+    if (ids) ids.push(envId);
+    else this.inflight.set(requestId, [envId]);
     const opts: Parameters<Bus['request']>[2] = {
       from: Addresses.router,
       priority: ctx.envelope.priority,
       traceId: ctx.envelope.traceId,
-      signal: ac.signal,
+      parent: envId,
       onChunk: (chunk) => ctx.emit(chunk),
     };
     if (ctx.deadline !== undefined) opts.deadline = ctx.deadline;
-    return this.bus.request(def.owner, { route: def.name, payload, requestId }, opts).finally(() => {
-      ctx.signal.removeEventListener('abort', onAbort);
-      set.delete(ac);
-      if (set.size === 0) this.inflight.delete(requestId);
-    });
+    const done = (): void => {
+      const left = this.inflight.get(requestId)?.filter((id) => id !== envId);
+      if (left?.length) this.inflight.set(requestId, left);
+      else this.inflight.delete(requestId);
+    };
+    const reply = this.bus.request(def.owner, { route: def.name, payload, requestId }, opts);
+    reply.then(done, done);
+    return reply;
   }
 
   private serve(route: string, payload: unknown): unknown {
     if (route === 'stop_generation') {
       const target = (payload as { request_id: string }).request_id;
-      const set = this.inflight.get(target);
-      if (!set) return { request_id: target, stopped: false };
-      for (const ac of set) ac.abort(new TabAgentError('CANCELLED', `stopped by stop_generation`));
+      const ids = this.inflight.get(target);
+      if (!ids) return { request_id: target, stopped: false };
+      for (const id of ids) this.bus.cancel(id, new TabAgentError('CANCELLED', 'stopped by stop_generation'));
       return { request_id: target, stopped: true };
     }
     throw new TabAgentError('ROUTE_NOT_FOUND', `the router does not serve '${route}'`);

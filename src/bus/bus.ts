@@ -29,6 +29,11 @@ export interface RequestOptions {
   deadline?: number;
   traceId?: string;
   signal?: AbortSignal;
+  /**
+   * Envelope id of the request this one serves (a forward): cancelling or expiring the parent cancels it too,
+   * with no AbortSignal allocated on the way (most requests are never cancelled).
+   */
+  parent?: string;
   onChunk?: (chunk: unknown) => void;
 }
 
@@ -41,7 +46,9 @@ interface Slot {
 
 interface Delivery {
   env: Envelope<RequestBody>;
-  controller: AbortController;
+  /** Created when the handler first reads its signal, or when the request is aborted. */
+  controller?: AbortController;
+  children?: string[];
   onChunk?: (chunk: unknown) => void;
   resolve: (value: unknown) => void;
   reject: (err: TabAgentError) => void;
@@ -118,7 +125,7 @@ export class Bus {
     };
     if (deadline !== undefined) env.deadline = deadline;
     return new Promise((resolve, reject) => {
-      const d: Delivery = { env, controller: new AbortController(), resolve, reject, settled: false };
+      const d: Delivery = { env, resolve, reject, settled: false };
       if (opts.onChunk) d.onChunk = opts.onChunk;
       if (!slot.mailbox.offer(d)) {
         reject(new TabAgentError('BUSY', `${to} is busy: ${slot.mailbox.capacity} requests already queued`, { retry_after_ms: 100 }));
@@ -133,6 +140,11 @@ export class Bus {
         if (opts.signal.aborted) this.cancel(env.id);
         else opts.signal.addEventListener('abort', () => this.cancel(env.id), { once: true });
       }
+      if (opts.parent !== undefined) {
+        const parent = this.inflight.get(opts.parent);
+        if (!parent || parent.controller?.signal.aborted) this.cancel(env.id, parent?.controller?.signal.reason);
+        else (parent.children ??= []).push(env.id);
+      }
       this.pump(slot);
     });
   }
@@ -141,7 +153,7 @@ export class Bus {
    * Cancels a request: a queued one ends at once with CANCELLED; a running one has its signal
    * aborted and ends when its handler returns (a generation then replies with what it produced).
    */
-  cancel(envelopeId: string): boolean {
+  cancel(envelopeId: string, reason: unknown = new TabAgentError('CANCELLED', 'the request was cancelled')): boolean {
     const d = this.inflight.get(envelopeId);
     if (!d || d.settled) return false;
     const slot = this.slots.get(d.env.to);
@@ -149,8 +161,14 @@ export class Bus {
       this.fail(d, new TabAgentError('CANCELLED', 'the request was cancelled before it started'));
       return true;
     }
-    d.controller.abort(new TabAgentError('CANCELLED', 'the request was cancelled'));
+    this.abort(d, reason);
     return true;
+  }
+
+  /** Aborts a running request's signal and those of the requests it forwarded. */
+  private abort(d: Delivery, reason: unknown): void {
+    (d.controller ??= new AbortController()).abort(reason);
+    for (const child of d.children ?? []) this.cancel(child, reason);
   }
 
   /** Fire-and-forget events (progress, state changes) to every listener of a topic. */
@@ -196,7 +214,9 @@ export class Bus {
     slot.running++;
     const ctx: RequestContext = {
       envelope: d.env,
-      signal: d.controller.signal,
+      get signal() {
+        return (d.controller ??= new AbortController()).signal;
+      },
       requestId: d.env.body.requestId,
       priority: d.env.priority,
       emit: (chunk) => {
@@ -218,7 +238,7 @@ export class Bus {
       },
       (err: unknown) => {
         slot.running--;
-        this.fail(d, toTabAgentError(d.controller.signal.aborted && !(err instanceof TabAgentError) ? d.controller.signal.reason : err));
+        this.fail(d, toTabAgentError(d.controller?.signal.aborted && !(err instanceof TabAgentError) ? d.controller.signal.reason : err));
         this.pump(slot);
       },
     );
@@ -227,7 +247,7 @@ export class Bus {
   private expire(d: Delivery): void {
     if (d.settled) return;
     const err = new TabAgentError('TIMEOUT', `the request passed its deadline`, { deadline: new Date(d.env.deadline ?? Date.now()).toISOString() });
-    d.controller.abort(err);
+    this.abort(d, err);
     const slot = this.slots.get(d.env.to);
     slot?.mailbox.remove((q) => q === d);
     this.fail(d, err);

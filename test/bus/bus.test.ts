@@ -50,6 +50,27 @@ t.test('cancellation reaches the running handler through its AbortSignal', async
   t.ok(sawAbort);
 });
 
+t.test('cancelling a request cancels the requests it forwarded (parent), and so does its deadline', async (t) => {
+  const bus = new Bus();
+  bus.open('owner');
+  bus.open('middle');
+  const reasons: string[] = [];
+  bus.attach('owner', target((ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
+    reasons.push((ctx.signal.reason as TabAgentError).code);
+    resolve('partial');
+  }))));
+  bus.attach('middle', target((ctx) => bus.request('owner', body('inner'), { from: 'middle', parent: ctx.envelope.id })));
+  const ac = new AbortController();
+  const outer = bus.request('middle', body('outer'), { from: 'test', signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 10));
+  ac.abort();
+  t.equal(await outer, 'partial', 'the owner ended with what it had');
+  const timed = bus.request('middle', body('outer2'), { from: 'test', timeoutMs: 20 });
+  await t.rejects(timed, { code: 'TIMEOUT' });
+  await new Promise((r) => setTimeout(r, 10));
+  t.same(reasons, ['CANCELLED', 'TIMEOUT'], 'the forwarded request saw each abort with its reason');
+});
+
 t.test('a cancelled queued request ends with CANCELLED without running', async (t) => {
   const bus = new Bus();
   bus.open('one', { concurrency: 1 });
