@@ -23,9 +23,11 @@ Commands:
 
 Load options:
   -c, --concurrency N       clients (closed loop: requests in flight)             [profile default]
+                            a list (-c 1,8,64) runs each profile once per value: a sweep
   -n, --requests N          stop after N measured requests
   -d, --duration S          ... or after S seconds                                [5]
       --rate R              open loop: R arrivals per second; latency counts from each intended send time
+                            a list (--rate 500,1000,2000) sweeps the rate to find where latency turns
       --warmup S            seconds of warm-up before measuring                    [1]
       --timeout MS          a request not answered in MS is a TIMEOUT error         [30000]
 Target:
@@ -40,6 +42,7 @@ Output:
       --no-progress         no progress line on stderr
 Suite / soak:
       --only G1,G2          suite groups: bus, http, ws, webrtc, native, storage, inference
+      --rounds N            suite: run each baseline and its subjects alternately N times, keep the median  [3]
       --minutes M           soak length                                            [5]
       --rate-scale X        soak: multiply every stream's rate                      [1]
 `;
@@ -62,6 +65,7 @@ const options = {
   only: { type: 'string' },
   minutes: { type: 'string' },
   'rate-scale': { type: 'string' },
+  rounds: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -86,10 +90,7 @@ function commandLine(argv: string[]): string {
 
 async function targetFor(profiles: Profile[], flags: Flags): Promise<{ target: Target; server?: StartedTarget }> {
   if (flags.url) return { target: await urlTarget(flags.url, flags.model) };
-  if (profiles.every((p) => p.needs?.server === false)) {
-    const needsModel = profiles.some((p) => p.needs?.model);
-    return { target: needsModel ? { ...noServer() } : noServer() };
-  }
+  if (profiles.every((p) => p.needs?.server === false)) return { target: noServer() };
   const model = profiles.some((p) => p.needs?.model) ? modelSpec(flags) : false;
   const mode = (flags['server-mode'] ?? 'all') as ServerMode;
   log(`starting a server (mode ${mode}${model ? `, ${model.size} ${model.type} synthetic model` : ''})...`);
@@ -108,25 +109,40 @@ function modelSpec(flags: Flags): { size: 'tiny' | 'small' | 'medium'; type: 'f3
   return { size: size as 'tiny', type: type as 'f32' };
 }
 
-function loadOptions(flags: Flags): Partial<LoadOptions> {
+function warmup(flags: Flags): number {
+  const w = flags.warmup === undefined ? 1 : Number(flags.warmup);
+  if (!(w >= 0)) throw new Error(`--warmup must be a number of seconds >= 0; got '${flags.warmup}'`);
+  return w;
+}
+
+/** A positive number, or a comma-separated list of them (a sweep). */
+function positiveList(flags: Flags, key: 'concurrency' | 'rate'): number[] | undefined {
+  const raw = flags[key];
+  if (raw === undefined) return undefined;
+  return raw.split(',').map((part) => {
+    const n = Number(part.trim());
+    const whole = key === 'concurrency';
+    if (part.trim() === '' || !Number.isFinite(n) || n <= 0 || (whole && !Number.isInteger(n))) throw new Error(`--${key} must be a positive ${whole ? 'whole ' : ''}number or a comma-separated list of them; got '${raw}'`);
+    return n;
+  });
+}
+
+/** The load of each run: one, or one per --concurrency / --rate value of a sweep (every combination). */
+function loadOptions(flags: Flags): Partial<LoadOptions>[] {
   const o: Partial<LoadOptions> = {};
-  const c = positive(flags, 'concurrency');
-  if (c !== undefined) o.concurrency = Math.floor(c);
   const n = positive(flags, 'requests');
   if (n !== undefined) o.requests = Math.floor(n);
   const d = positive(flags, 'duration');
   if (d !== undefined) o.durationS = d;
-  const r = positive(flags, 'rate');
-  if (r !== undefined) {
-    o.mode = 'open';
-    o.rate = r;
-  }
-  o.warmupS = flags.warmup === undefined ? 1 : Number(flags.warmup);
-  if (!(o.warmupS! >= 0)) throw new Error(`--warmup must be a number of seconds >= 0; got '${flags.warmup}'`);
+  o.warmupS = warmup(flags);
   const t = positive(flags, 'timeout');
   if (t !== undefined) o.timeoutMs = t;
   if (flags['no-progress']) o.progress = 'off';
-  return o;
+  const clients: (number | undefined)[] = positiveList(flags, 'concurrency') ?? [undefined];
+  const rates: (number | undefined)[] = positiveList(flags, 'rate') ?? [undefined];
+  return clients.flatMap((c) =>
+    rates.map((r) => ({ ...o, ...(c !== undefined ? { concurrency: c } : {}), ...(r !== undefined ? { mode: 'open' as const, rate: r } : {}) })),
+  );
 }
 
 async function runProfiles(names: string[], flags: Flags, argv: string[]): Promise<number> {
@@ -142,11 +158,13 @@ async function runProfiles(names: string[], flags: Flags, argv: string[]): Promi
   let failures = 0;
   try {
     for (const p of profiles) {
-      try {
-        runs.push(await runLoad(p, p.needs?.server === false && !p.own ? { ...noServer(), ...(target.model ? { model: target.model } : {}) } : target, load));
-      } catch (err) {
-        failures++;
-        log(err instanceof Error ? err.message : String(err));
+      for (const l of load) {
+        try {
+          runs.push(await runLoad(p, p.needs?.server === false && !p.own ? { ...noServer(), ...(target.model ? { model: target.model } : {}) } : target, l));
+        } catch (err) {
+          failures++;
+          log(err instanceof Error ? err.message : String(err));
+        }
       }
     }
   } finally {
@@ -167,7 +185,8 @@ async function runSuiteCommand(flags: Flags, argv: string[]): Promise<number> {
   const only = flags.only?.split(',').map((s) => s.trim()).filter(Boolean);
   const suite = {
     durationS: positive(flags, 'duration', 3)!,
-    warmupS: flags.warmup === undefined ? 1 : Number(flags.warmup),
+    warmupS: warmup(flags),
+    rounds: Math.floor(positive(flags, 'rounds', 3)!),
     command: commandLine(argv),
     progress: flags['no-progress'] ? ('off' as const) : ('auto' as const),
     log,

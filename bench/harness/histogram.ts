@@ -40,13 +40,16 @@ const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 export function summarise(h: LatencyHistogram): LatencySummary {
   const raw = (h as unknown as { h: hdr.Histogram }).h;
   if (raw.totalCount === 0) return { count: 0, mean_ms: 0, p50_ms: 0, p90_ms: 0, p99_ms: 0, p99_9_ms: 0, max_ms: 0 };
+  const max = raw.maxValue / 1000;
+  // A percentile is reported as the top of its bucket, which may lie above the largest value recorded.
+  const at = (p: number): number => round(Math.min(max, h.percentile(p)));
   return {
     count: raw.totalCount,
     mean_ms: round(raw.mean / 1000),
-    p50_ms: round(h.percentile(50)),
-    p90_ms: round(h.percentile(90)),
-    p99_ms: round(h.percentile(99)),
-    p99_9_ms: round(h.percentile(99.9)),
-    max_ms: round(raw.maxValue / 1000),
+    p50_ms: at(50),
+    p90_ms: at(90),
+    p99_ms: at(99),
+    p99_9_ms: at(99.9),
+    max_ms: round(max),
   };
 }

@@ -1,4 +1,4 @@
-/** The load-testing harness's public API, for bench scripts that plug in (see /work/notes/bench.md and docs in bench/README.md). */
+/** The load-testing harness's public API, for bench scripts that plug in (see bench/README.md). */
 export type { BenchResult, Figure, HostFacts, LatencySummary, LoadOptions, LoopMode, Outcome, Profile, RunResult, ServerMode, Target, Transport } from './types.js';
 export { LatencyHistogram, summarise } from './histogram.js';
 export { hostFacts, linearRegression, readProc, ServerMonitor } from './monitor.js';

@@ -1,4 +1,4 @@
-/** Server process sampling: peak RSS and open file descriptors from /proc, or the `system` route for a server given by address. */
+/** Server process sampling: peak RSS, CPU time and open file descriptors from /proc, or the `system` route for a server given by address. */
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import type { HostFacts } from './types.js';
@@ -34,6 +34,21 @@ export function readProc(pid: number): ProcSample | undefined {
   return sample;
 }
 
+/** Kernel clock ticks per second for /proc/<pid>/stat times: 100 on every Linux this runs on (USER_HZ). */
+const USER_HZ = 100;
+
+/** CPU seconds (user + system, every thread) a local process has used so far; undefined without /proc. */
+export function readCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
 /** RSS of a server given by address, through its `system` route (memory.rss_bytes); also returns its pid. */
 export async function readSystemRoute(url: string): Promise<{ rss_bytes: number; pid?: number } | undefined> {
   try {
@@ -56,6 +71,9 @@ export class ServerMonitor {
   readonly samples: ProcSample[] = [];
   private timer: NodeJS.Timeout | undefined;
   private peakRss = 0;
+  private cpuAtStart: number | undefined;
+  /** CPU seconds the server used between start() and stop() (local processes only). */
+  cpuSeconds: number | undefined;
 
   constructor(
     private readonly source: { pid?: number; url?: string },
@@ -63,6 +81,7 @@ export class ServerMonitor {
   ) {}
 
   start(): void {
+    if (this.source.pid !== undefined) this.cpuAtStart = readCpuSeconds(this.source.pid);
     void this.sample();
     this.timer = setInterval(() => void this.sample(), this.intervalMs);
     this.timer.unref();
@@ -72,6 +91,8 @@ export class ServerMonitor {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.sample();
+    const end = this.source.pid !== undefined ? readCpuSeconds(this.source.pid) : undefined;
+    if (end !== undefined && this.cpuAtStart !== undefined) this.cpuSeconds = end - this.cpuAtStart;
   }
 
   /** Peak RSS during the run; for /proc sources this is the max of VmRSS samples (VmHWM covers the whole process life). */

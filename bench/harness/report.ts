@@ -33,7 +33,7 @@ function errorsCell(r: RunResult): string {
 
 /** One markdown table of runs: throughput, latency percentiles, tokens, errors, server RSS. */
 export function runsTable(runs: RunResult[]): string {
-  const head = '| Profile | Loop | Clients | Requests | Req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | Tokens/s | TTFT p50/p99 ms | Errors | Server peak RSS |';
+  const head = '| Profile | Loop | Clients | Requests | Req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | Tokens/s | TTFT p50/p99 ms | Errors | Server peak RSS | CPU % server / generator |';
   const sep = '|' + head.split('|').slice(1, -1).map(() => '---').join('|') + '|';
   const rows = runs.map((r) =>
     [
@@ -51,6 +51,8 @@ export function runsTable(runs: RunResult[]): string {
       r.ttft ? `${ms(r.ttft.p50_ms)} / ${ms(r.ttft.p99_ms)}` : '',
       errorsCell(r),
       mib(r.server_peak_rss_bytes),
+      // Older result files have no CPU figures.
+      r.generator_cpu_pct === undefined ? '' : `${r.server_cpu_pct === undefined ? '?' : num(r.server_cpu_pct)} / ${num(r.generator_cpu_pct)}`,
     ].join(' | '),
   );
   return [head, sep, ...rows.map((r) => `| ${r} |`)].join('\n');
@@ -71,6 +73,7 @@ export function figureOf(r: RunResult, name?: string): Figure {
   if (errs > 0) notes.push(`errors ${errorsCell(r)}`);
   if (r.ttft) notes.push(`TTFT p50 ${ms(r.ttft.p50_ms)} ms, p99 ${ms(r.ttft.p99_ms)} ms`);
   if (r.server_peak_rss_bytes) notes.push(`server peak RSS ${mib(r.server_peak_rss_bytes)}`);
+  if (r.generator_cpu_pct !== undefined) notes.push(`CPU server ${r.server_cpu_pct === undefined ? '?' : num(r.server_cpu_pct)}% / generator ${num(r.generator_cpu_pct)}% of a core`);
   if (notes.length) f.notes = notes.join('; ');
   return f;
 }
@@ -183,8 +186,12 @@ export function renderBenchmarks(results: BenchResult[], skipped: string[] = [],
     '',
   ];
   if (sorted.length === 0) out.push('No results yet: run `npm run bench -- suite` (and the per-transport bench scripts), then `npm run bench:report`.', '');
-  out.push('| Suite | Date | Cores | CPU | Node |', '|---|---|---|---|---|');
-  for (const r of sorted) out.push(`| [${cell(r.title)}](#${anchor(r.title)}) | ${r.date.slice(0, 16).replace('T', ' ')} | ${r.host.cores} | ${cell(r.host.cpu)} | ${r.host.node} |`);
+  out.push('| Suite | Figures | Targets met | Date | Cores | CPU | Node |', '|---|---|---|---|---|---|---|');
+  for (const r of sorted) {
+    const judged = r.figures.filter((f) => f.pass !== undefined);
+    const met = judged.length === 0 ? '' : `${judged.filter((f) => f.pass).length} of ${judged.length}`;
+    out.push(`| [${cell(r.title)}](#${anchor(r.title)}) | ${r.figures.length} | ${met} | ${r.date.slice(0, 16).replace('T', ' ')} | ${r.host.cores} | ${cell(r.host.cpu)} | ${r.host.node} |`);
+  }
   out.push('');
   for (const r of sorted) {
     out.push(`## ${r.title}`, '', `Command: \`${r.command}\`  `, `Date: ${r.date} · ${r.host.cores} cores (${r.host.cpu}) · ${r.host.platform} · Node ${r.host.node} · ${mib(r.host.total_mem_bytes)} RAM`, '');

@@ -139,7 +139,7 @@ export interface RunHooks {
 /** Sets up the clients, warms up, measures, tears down. Throws (naming the profile) only if setup fails. */
 export async function runLoad<C>(profile: Profile<C>, given: Target, options: Partial<LoadOptions> = {}, hooks: RunHooks = {}): Promise<RunResult> {
   if (!profile.own) return runOn(profile, given, options, hooks);
-  const own = await profile.own();
+  const own = await profile.own(given);
   try {
     const target: Target = given.model ? { ...own.target, model: given.model } : own.target;
     return await runOn(profile, target, options, hooks);
@@ -180,9 +180,11 @@ async function runOn<C>(profile: Profile<C>, target: Target, options: Partial<Lo
       ? new ServerMonitor(target.pid !== undefined ? { pid: target.pid } : { url: target.url })
       : undefined;
     monitor?.start();
+    const cpu = process.cpuUsage();
     const { rec, elapsedS } = await phase(profile, target, slots, opts, progress, label, hooks);
+    const used = process.cpuUsage(cpu);
     await monitor?.stop();
-    return toResult(profile, opts, rec, elapsedS, monitor?.peak);
+    return toResult(profile, opts, rec, elapsedS, { peakRss: monitor?.peak, serverCpuS: monitor?.cpuSeconds, generatorCpuS: (used.user + used.system) / 1e6 });
   } finally {
     progress.end();
     await Promise.all(slots.map((s) => profile.teardown?.(s.client).catch(() => {})));
@@ -314,7 +316,13 @@ async function openLoop<C>(runner: Phase<C>, slots: Slot<C>[], opts: LoadOptions
   });
 }
 
-function toResult<C>(profile: Profile<C>, opts: LoadOptions, rec: Recorder, elapsedS: number, peak: number | undefined): RunResult {
+interface ProcessUse {
+  peakRss: number | undefined;
+  serverCpuS: number | undefined;
+  generatorCpuS: number;
+}
+
+function toResult<C>(profile: Profile<C>, opts: LoadOptions, rec: Recorder, elapsedS: number, use: ProcessUse): RunResult {
   const r: RunResult = {
     profile: profile.name,
     transport: profile.transport,
@@ -328,6 +336,7 @@ function toResult<C>(profile: Profile<C>, opts: LoadOptions, rec: Recorder, elap
     duration_s: round(elapsedS, 3),
     throughput_rps: round(rec.completed / elapsedS, 1),
     latency: summarise(rec.latency),
+    generator_cpu_pct: round((use.generatorCpuS / elapsedS) * 100, 1),
     generator_rss_bytes: process.memoryUsage.rss(),
   };
   if (opts.mode === 'open') {
@@ -343,7 +352,8 @@ function toResult<C>(profile: Profile<C>, opts: LoadOptions, rec: Recorder, elap
     r.bytes = rec.bytes;
     r.mb_per_s = round(rec.bytes / 1e6 / elapsedS, 2);
   }
-  if (peak !== undefined) r.server_peak_rss_bytes = peak;
+  if (use.peakRss !== undefined) r.server_peak_rss_bytes = use.peakRss;
+  if (use.serverCpuS !== undefined) r.server_cpu_pct = round((use.serverCpuS / elapsedS) * 100, 1);
   return r;
 }
 

@@ -59,33 +59,43 @@ export function trend(samples: ProcSample[], pick: (s: ProcSample) => number | u
 export async function runSoak(target: Target, opts: SoakOptions): Promise<BenchResult> {
   if (target.pid === undefined) throw new Error('soak needs the server pid to read /proc (a server the harness starts, or a --url server on this machine)');
   const durationS = opts.minutes * 60;
+  const mix = soakMix.filter((m) => !m.needsModel || target.model);
+  // Samples count only while every stream of the mix is measuring: client setup and teardown open and close
+  // sockets and peers, which would read as a trend in the fd count.
+  let expected = mix.length;
+  const measuring = new Set<Profile>();
   const samples: ProcSample[] = [];
   const t0 = performance.now();
   const sampler = setInterval(() => {
     const s = readProc(target.pid!);
-    if (s) samples.push(s);
-    const last = samples[samples.length - 1];
-    if (last) opts.log(`soak ${((performance.now() - t0) / 1000).toFixed(0)}/${durationS}s  RSS ${(last.rss_bytes / 1048576).toFixed(1)} MiB  fds ${last.fds ?? '?'}`);
+    const steady = expected > 0 && measuring.size === expected;
+    if (s && steady) samples.push(s);
+    const last = s ?? samples[samples.length - 1];
+    if (last) opts.log(`soak ${((performance.now() - t0) / 1000).toFixed(0)}/${durationS}s  RSS ${(last.rss_bytes / 1048576).toFixed(1)} MiB  fds ${last.fds ?? '?'}${steady ? '' : '  (streams starting or stopping: not sampled)'}`);
   }, opts.sampleMs);
-  const mix = soakMix.filter((m) => !m.needsModel || target.model);
   const runs: RunResult[] = [];
   const failed: Figure[] = [];
   await Promise.all(
     mix.map(async (m) => {
       try {
-        runs.push(await runLoad(m.profile, target, { mode: 'open', rate: m.rate * opts.rateScale, concurrency: m.clients, durationS, timeoutMs: 30_000, progress: 'off' }));
+        runs.push(await runLoad(m.profile, target, { mode: 'open', rate: m.rate * opts.rateScale, concurrency: m.clients, durationS, timeoutMs: 30_000, progress: 'off' }, { onTick: () => measuring.add(m.profile) }));
+        // The first stream to finish ends the steady window for good.
+        expected = -1;
       } catch (err) {
+        // A stream that never started (setup failed) is left out; one that failed later ends the window.
+        if (measuring.has(m.profile)) expected = -1;
+        else if (expected > 0) expected--;
         opts.log(`soak: ${m.profile.name} left out: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
         failed.push({ name: `${m.profile.name} (left out of the mix)`, value: 0, unit: 'n/a', notes: String(err instanceof Error ? err.message.split('\n')[0] : err) });
       }
     }),
   );
   clearInterval(sampler);
-  const end = readProc(target.pid);
-  if (end) samples.push(end);
   const rss = trend(samples, (s) => s.rss_bytes, (mean) => mean * 0.1);
   const fds = trend(samples, (s) => s.fds, () => 8);
   const figures: Figure[] = [];
+  const windowMin = samples.length > 1 ? (samples[samples.length - 1]!.t - samples[0]!.t) / 60_000 : 0;
+  if (!rss || !fds) figures.push({ name: 'server RSS and fd slopes', value: 0, unit: 'n/a', notes: `only ${samples.length} samples while every stream ran: run longer (--minutes)` });
   if (rss)
     figures.push({
       name: 'server RSS slope',
@@ -93,7 +103,7 @@ export async function runSoak(target: Target, opts: SoakOptions): Promise<BenchR
       unit: 'MiB/min',
       target: 'flat (no material rise with R² >= 0.5)',
       pass: !rss.growing,
-      notes: `${(rss.first / 1048576).toFixed(1)} -> ${(rss.last / 1048576).toFixed(1)} MiB, R² ${rss.r2}, ${samples.length} samples over ${opts.minutes} min`,
+      notes: `${(rss.first / 1048576).toFixed(1)} -> ${(rss.last / 1048576).toFixed(1)} MiB, R² ${rss.r2}, ${samples.length} samples over ${windowMin.toFixed(1)} min of steady load (first fifth left out as warm-up)`,
     });
   if (fds)
     figures.push({

@@ -140,7 +140,7 @@ export async function startServer(opts: StartOptions = {}): Promise<StartedTarge
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost', '[::1]']);
 
-/** A server given by address: loopback only. Its pid (from the `system` route) is used for /proc sampling when local. */
+/** A server given by address: loopback only. Its pid (from the `system` route) is used for /proc sampling when local; its loaded model is found when not named. */
 export async function urlTarget(url: string, model?: string): Promise<Target> {
   const u = new URL(url);
   if (!LOOPBACK.has(u.hostname)) throw new Error(`--url must be a loopback address (127.0.0.1, ::1, localhost); got ${u.hostname}: load tests never leave this machine`);
@@ -156,7 +156,16 @@ export async function urlTarget(url: string, model?: string): Promise<Target> {
   } catch {
     // an older server without listeners in `system`: signalling on the main port
   }
-  if (model) target.model = { id: model, path: '' };
+  // The model: the one named, else the first the server has loaded (its path lets baseline-llama load the same file).
+  try {
+    const res = await fetch(`${base}/v1/models/loaded`, { signal: AbortSignal.timeout(2000) });
+    const loaded = res.ok ? ((await res.json()) as { models?: { id: string; path: string }[] }).models ?? [] : [];
+    const m = model ? loaded.find((x) => x.id === model) : loaded[0];
+    if (m) target.model = { id: m.id, path: m.path };
+  } catch {
+    // no model routes: chat profiles then need --model
+  }
+  if (model && !target.model) target.model = { id: model, path: '' };
   return target;
 }
 

@@ -47,8 +47,11 @@ export interface Profile<C = unknown> {
   defaults?: Partial<LoadOptions>;
   /** One client serves every in-flight request (pipelining); otherwise one client per concurrent slot. */
   sharedClient?: boolean;
-  /** A profile that brings its own server (a baseline): started before setup, stopped after teardown. */
-  own?(): Promise<{ target: Target; stop(): Promise<void> }>;
+  /**
+   * A profile that brings its own server (a baseline): started before setup, stopped after teardown. It gets the
+   * target the run was given (its model, say); the target it returns (with its pid, for peak RSS) is what setup gets.
+   */
+  own?(given: Target): Promise<{ target: Target; stop(): Promise<void> }>;
   setup(target: Target, index: number): Promise<C>;
   request(client: C, seq: number): Promise<Outcome>;
   teardown?(client: C): Promise<void>;
@@ -108,6 +111,10 @@ export interface RunResult {
   /** Open loop: requests that could not be sent when intended because every client was busy. */
   delayed_sends?: number;
   server_peak_rss_bytes?: number;
+  /** Server CPU over the measured phase, in percent of one core (200 = two cores busy); local servers only. */
+  server_cpu_pct?: number;
+  /** The load generator's own CPU over the measured phase (percent of one core): near 100 means it, not the server, may be the limit. */
+  generator_cpu_pct: number;
   /** Client-side process RSS at the end (the load generator's own). */
   generator_rss_bytes: number;
 }

@@ -1,9 +1,11 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { HttpConnection, errorCode } from '../../bench/harness/clients/http.js';
 import { LatencyHistogram } from '../../bench/harness/histogram.js';
 import { linearRegression } from '../../bench/harness/monitor.js';
@@ -11,8 +13,27 @@ import { SseTokenCounter } from '../../bench/harness/profiles/http.js';
 import { figureOf, readResults, writeBenchmarks, writeResult } from '../../bench/harness/report.js';
 import { runLoad } from '../../bench/harness/runner.js';
 import { trend } from '../../bench/harness/soak.js';
+import { alternate, compared } from '../../bench/harness/suite.js';
 import { noServer } from '../../bench/harness/target.js';
-import type { Outcome, Profile, Target } from '../../bench/harness/types.js';
+import type { BenchResult, Outcome, Profile, Target } from '../../bench/harness/types.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/src/cli.js');
+
+/** Runs `tabagent bench ARGS` (the compiled CLI) and collects its exit code, stdout and stderr. */
+function tabagentBench(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, 'bench', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 /** A tiny local server: /ok, /busy (503 problem+json BUSY), /missing (404), /sse (chunked SSE of 5 tokens). */
 async function localServer(t: { teardown(fn: () => unknown): void }): Promise<{ url: string; hits: () => number }> {
@@ -80,6 +101,9 @@ t.test('histogram percentiles are within 0.1% and the summary is in ms', async (
   t.ok(Math.abs(s.p99_9_ms - 999) <= 1, `p99.9 ${s.p99_9_ms}`);
   t.ok(Math.abs(s.max_ms - 1000) <= 1, `max ${s.max_ms}`);
   t.ok(Math.abs(s.mean_ms - 500.5) <= 0.5, `mean ${s.mean_ms}`);
+  const one = new LatencyHistogram();
+  one.record(88.93);
+  t.equal(one.summary().p99_9_ms, one.summary().max_ms, 'no percentile above the largest value recorded');
   const sub = new LatencyHistogram();
   sub.record(0.0004);
   sub.record(0.25);
@@ -227,4 +251,60 @@ t.test('soak trend: a steady rise is flagged, noise around a flat line is not', 
   const { slope, r2 } = linearRegression([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }]);
   t.equal(slope, 2);
   t.equal(r2, 1);
+});
+
+t.test('tabagent bench: profiles against a server it starts, a sweep, JSON out, progress on stderr, server stopped', async (t) => {
+  t.ok(existsSync(CLI), `${CLI} exists (npm run build)`);
+  const r = await tabagentBench(['http-health', 'ws-request', '--server-mode', 'http', '-d', '1.5', '-c', '1,4', '--warmup', '0.2', '--json']);
+  t.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as BenchResult;
+  t.equal(result.schema, 'tabagent-bench/1');
+  t.equal(result.host.cores, os.availableParallelism());
+  t.same(result.runs!.map((x) => `${x.profile} x${x.concurrency}`), ['http-health x1', 'http-health x4', 'ws-request x1', 'ws-request x4'], 'a -c list sweeps each profile');
+  for (const run of result.runs!) {
+    t.ok(run.requests > 0, `${run.profile}: ${run.requests} requests`);
+    t.equal(run.ok, run.requests, `${run.profile}: every request answered ok`);
+    t.same(run.errors, {});
+    t.equal(run.latency.count, run.requests);
+    t.ok(run.latency.p50_ms <= run.latency.p99_ms && run.latency.p99_ms <= run.latency.max_ms, `${run.profile}: percentiles in order`);
+    t.ok(run.server_peak_rss_bytes! > 10 * 1048576, `${run.profile}: server peak RSS ${run.server_peak_rss_bytes} read from /proc`);
+    t.ok(run.server_cpu_pct! > 0 && run.generator_cpu_pct > 0, `${run.profile}: CPU server ${run.server_cpu_pct}%, generator ${run.generator_cpu_pct}%`);
+  }
+  t.match(r.stderr, /^http-health\s+[\d.]+s\s+\d+ done\s+\d+ req\/s\s+p99 [\d.]+ ms/m, 'a progress line on stderr');
+  const pid = Number(/server pid (\d+)/.exec(r.stderr)?.[1]);
+  t.ok(pid > 0);
+  t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, 'the server it started is gone');
+});
+
+t.test('tabagent bench refuses what it cannot do, naming why', async (t) => {
+  const remote = await tabagentBench(['http-health', '--url', 'http://10.1.2.3:80']);
+  t.equal(remote.code, 1);
+  t.match(remote.stderr, /--url must be a loopback address .* got 10\.1\.2\.3/);
+  const unknown = await tabagentBench(['http-helth']);
+  t.equal(unknown.code, 1);
+  t.match(unknown.stderr, /unknown profile http-helth; known: http-health, /);
+  const bad = await tabagentBench(['http-health', '--rate', 'fast']);
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /--rate must be a positive number.*; got 'fast'/);
+});
+
+t.test('suite rounds: baseline and subject alternate; medians per side, ratio = median of per-round ratios', async (t) => {
+  const order: string[] = [];
+  // Round r runs on a machine r times slower; the subject is always half the baseline's speed.
+  const values: Record<string, number[]> = { base: [1000, 500, 250], subject: [500, 250, 125] };
+  const fake = async (profile: Profile, _opts: unknown, label?: string) => {
+    order.push(label!);
+    const value = values[label!]![order.filter((l) => l === label).length - 1]!;
+    return { run: { profile: profile.name } as never, figure: { name: label!, value, unit: 'req/s' } };
+  };
+  const p = { name: 'p' } as Profile;
+  const a = await alternate(fake, [{ profile: p, opts: {}, label: 'base' }, { profile: p, opts: {}, label: 'subject' }], 3);
+  t.same(order, ['base', 'subject', 'base', 'subject', 'base', 'subject']);
+  t.equal(a.median[0]!.figure.value, 500);
+  t.equal(a.median[1]!.figure.value, 250);
+  t.match(a.median[1]!.figure.notes, /median of 3 alternating rounds \(125 to 500\)/);
+  const f = compared(a, 1, 0, { min: 0.75, text: '>= 0.75x' });
+  t.equal(f.ratio, 0.5);
+  t.equal(f.pass, false);
+  t.same(f.baseline, { name: 'base', value: 500 });
 });

@@ -14,6 +14,8 @@ await writeTestModel(small, { size: 'small' });
 t.teardown(() => rm(dir, { recursive: true, force: true }));
 
 const chat: GenerateInput = { kind: 'chat', messages: [{ role: 'user', content: 'hello there' }] };
+/** Random weights may sample the end token at any step: a grammar for a long JSON array keeps a generation going. */
+const LONG = { json_schema: { type: 'array', items: { type: 'boolean' }, minItems: 400 } };
 
 async function openPool(opts: Partial<InferencePoolOptions> = {}): Promise<InferencePool> {
   const pool = new InferencePool({
@@ -42,7 +44,7 @@ function blocker(pool: InferencePool, priority: 'interactive' | 'normal' | 'back
   const ac = new AbortController();
   let firstToken!: () => void;
   const started = new Promise<void>((r) => (firstToken = r));
-  const done = pool.generate('tiny', { kind: 'completion', prompt: 'the' }, { max_tokens: 2000, temperature: 1, seed: 1 }, {
+  const done = pool.generate('tiny', { kind: 'completion', prompt: 'the' }, { max_tokens: 2000, temperature: 1, seed: 1, ...LONG }, {
     priority,
     signal: ac.signal,
     onText: () => firstToken(),
@@ -61,7 +63,7 @@ t.test('tokens of a stream arrive before its end, and add up to the text', async
   const pool = wide;
   const deltas: string[] = [];
   let ended = false;
-  const r = await pool.generate('tiny', chat, { max_tokens: 24, seed: 5 }, {
+  const r = await pool.generate('tiny', chat, { max_tokens: 24, seed: 5, ...LONG }, {
     onText: (d) => {
       t.notOk(ended, 'a delta before the end');
       deltas.push(d);
@@ -95,7 +97,7 @@ t.test('cancel mid-stream ends the generation as cancelled and frees its sequenc
   const r = await b.done;
   t.equal(r.finish_reason, 'cancelled');
   t.ok(r.usage.completion_tokens < 2000, `stopped after ${r.usage.completion_tokens} tokens`);
-  const next = await pool.generate('tiny', chat, { max_tokens: 5 });
+  const next = await pool.generate('tiny', chat, { max_tokens: 5, ...LONG });
   t.equal(next.finish_reason, 'length', 'the only sequence serves the next request');
   t.equal(pool.stats().running, 0);
 });
@@ -147,7 +149,7 @@ t.test('a corrupt or truncated file fails cleanly and the worker keeps serving',
   const garbage = path.join(dir, 'garbage.gguf');
   await writeFile(garbage, 'this is not a model at all');
   await t.rejects(pool.load('garbage', garbage), { code: 'BAD_REQUEST', message: /not a valid GGUF model/ });
-  const r = await pool.generate('tiny', chat, { max_tokens: 3 });
+  const r = await pool.generate('tiny', chat, { max_tokens: 3, ...LONG });
   t.equal(r.usage.completion_tokens, 3, 'the same worker still generates');
   t.equal(pool.stats().worker_restarts, 0, 'no worker was lost');
 });
@@ -158,7 +160,7 @@ t.test('a worker that dies is replaced: its requests fail, the pool keeps servin
   await b.started;
   t.ok(await pool.restartWorker(pool.workerIds[0]!));
   await t.rejects(b.done, { code: 'BACKEND_ERROR', message: /worker.*stopped/ });
-  const r = await pool.generate('tiny', chat, { max_tokens: 3 });
+  const r = await pool.generate('tiny', chat, { max_tokens: 3, ...LONG });
   t.equal(r.usage.completion_tokens, 3, 'the replacement loaded the model and generates');
   t.equal(pool.stats().worker_restarts, 1);
 });

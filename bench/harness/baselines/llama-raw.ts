@@ -6,7 +6,8 @@ const threads = Number(threadsArg ?? 1);
 const maxTokens = Number(maxTokensArg ?? 32);
 const llama = await getLlama({ gpu: false, logLevel: 'error' as never });
 const model = await llama.loadModel({ modelPath: modelPath! });
-const context = await model.createContext({ threads, contextSize: 2048, sequences: 1 });
+// The server's default context size (inference.context_size), so both allocate the same KV cache per sequence.
+const context = await model.createContext({ threads, contextSize: 4096, sequences: 1 });
 const sequence = context.getSequence();
 // The ChatML text the server's chat template produces for one user message.
 const tokens = model.tokenize(`<|im_start|>user\n${prompt ?? 'Hello'}<|im_end|>\n<|im_start|>assistant\n`, true);

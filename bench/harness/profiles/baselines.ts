@@ -23,7 +23,9 @@ export const baselineUws: Profile = {
   },
 };
 
-/** Raw node-llama-cpp: one context, one sequence, 1 thread, the same model, prompt and token count as the chat profiles. */
+let llamaChild: LineChild | undefined;
+
+/** Raw node-llama-cpp in its own process (its RSS is the baseline's peak RSS): one context, one sequence, 1 thread, the same model, prompt and token count as the chat profiles. */
 export const baselineLlama: Profile<LineChild> = {
   name: 'baseline-llama',
   transport: 'baseline',
@@ -31,17 +33,30 @@ export const baselineLlama: Profile<LineChild> = {
   needs: { server: false },
   sharedClient: true,
   defaults: { concurrency: 1, durationS: 10 },
-  async setup(target) {
+  async own(given) {
     const size = (process.env['TABAGENT_BENCH_MODEL_SIZE'] ?? 'medium') as 'tiny' | 'small' | 'medium';
     const type = (process.env['TABAGENT_BENCH_MODEL_TYPE'] ?? 'q8_0') as 'f32' | 'q8_0';
-    const file = target.model?.path || (await testModel(size, type));
-    return spawnLineChild('./llama-raw.js', [file, '1', String(CHAT_MAX_TOKENS), CHAT_PROMPT], 120_000);
+    const file = given.model?.path || (await testModel(size, type));
+    const c = await spawnLineChild('./llama-raw.js', [file, '1', String(CHAT_MAX_TOKENS), CHAT_PROMPT], 120_000);
+    llamaChild = c;
+    const target = childTarget();
+    target.pid = c.child.pid!;
+    return {
+      target,
+      stop: async () => {
+        llamaChild = undefined;
+        await c.stop();
+      },
+    };
+  },
+  async setup() {
+    if (!llamaChild) throw new Error('baseline-llama: the generation process is not running');
+    return llamaChild;
   },
   async request(c): Promise<Outcome> {
     const r = await c.ask<{ tokens: number; ttft_ms: number }>({ go: true });
     return { ok: r.tokens > 0, tokens: r.tokens, ttftMs: r.ttft_ms };
   },
-  teardown: (c) => c.stop(),
 };
 
 interface EchoPeer {

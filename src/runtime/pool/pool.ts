@@ -163,7 +163,6 @@ export class InferencePool {
       recordTiming: false,
     });
     this.piscina.on('error', (err: unknown) => this.options.log?.error('inference worker error', { err }));
-    this.piscina.on('workerDestroy', (w: { id: number }) => this.onWorkerGone(w.id));
   }
 
   /** Waits until every worker is up (its module loaded and engine created). */
@@ -423,6 +422,8 @@ export class InferencePool {
       if (this.known.has(msg.threadId)) return;
       if (this.known.size >= this.options.workers) this.restarts++;
       this.known.add(msg.threadId);
+      // piscina emits workerDestroy only for workers it ends itself: watch the thread for any exit
+      this.piscina.threads.find((w) => w.threadId === msg.threadId)?.once('exit', () => this.onWorkerGone(msg.threadId));
       for (const w of this.helloWaiters.splice(0)) w();
       // a new worker (a replacement) loads what the others have; pending loads wait for it too
       for (const [seq, op] of this.ops) {
