@@ -420,7 +420,6 @@ export class InferencePool {
   private onControl(msg: ControlRequest | ControlReply): void {
     if (msg.op === 'hello') {
       if (this.known.has(msg.threadId)) return;
-      if (this.known.size >= this.options.workers) this.restarts++;
       this.known.add(msg.threadId);
       // piscina emits workerDestroy only for workers it ends itself: watch the thread for any exit
       this.piscina.threads.find((w) => w.threadId === msg.threadId)?.once('exit', () => this.onWorkerGone(msg.threadId));
@@ -458,6 +457,8 @@ export class InferencePool {
   }
 
   private onWorkerGone(threadId: number): void {
+    // piscina starts a replacement for any worker that ends before the pool closes
+    if (!this.closed && this.known.has(threadId)) this.restarts++;
     this.known.delete(threadId);
     this.perWorker.delete(threadId);
     for (const [seq, op] of this.ops) {
