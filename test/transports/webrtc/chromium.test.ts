@@ -10,7 +10,8 @@ if (!existsSync(executablePath)) {
   const page = await servePage(
     `import { TabAgentRtcClient } from '/src/client/webrtc.js';
      window.runChat = async (opts) => {
-       const c = await TabAgentRtcClient.connect(opts);
+       // generous: a loaded CI machine can take many seconds to gather and connect
+       const c = await TabAgentRtcClient.connect({ ...opts, timeoutMs: 60_000 });
        const deltas = [];
        const reply = await c.request('chat', { model: 'tiny', messages: [{ role: 'user', content: 'hello from a page' }], max_tokens: 12, seed: 7, stream: true },
          { onChunk: (d) => deltas.push(d.delta) });
