@@ -11,7 +11,7 @@ import { Actor } from './actor.js';
 export class RouterActor extends Actor {
   private readonly table: Map<string, RouteDef>;
   /** Envelope ids of in-flight requests by client request id, so stop_generation can reach them from any carrier. */
-  private readonly inflight = new Map<string, string[]>();
+  private readonly inflight = new Map<string, string | string[]>();
 
   constructor(bus: Bus, log: Log, routes: readonly RouteDef[]) {
     super(Addresses.router, bus, log);
@@ -41,9 +41,10 @@ export class RouterActor extends Actor {
   /** Forwards as a child of the router's own delivery: a cancel of either (carrier, stop_generation, deadline) reaches the owner. */
   private forward(ctx: RequestContext, def: RouteDef, payload: unknown, requestId: string): Promise<unknown> {
     const envId = ctx.envelope.id;
+    // one request per id is the rule (carriers refuse duplicates); a list only when carriers reuse an id
     const ids = this.inflight.get(requestId);
-    if (ids) ids.push(envId);
-    else this.inflight.set(requestId, [envId]);
+    if (ids === undefined) this.inflight.set(requestId, envId);
+    else this.inflight.set(requestId, typeof ids === 'string' ? [ids, envId] : [...ids, envId]);
     const opts: Parameters<Bus['request']>[2] = {
       from: Addresses.router,
       priority: ctx.envelope.priority,
@@ -53,9 +54,14 @@ export class RouterActor extends Actor {
     };
     if (ctx.deadline !== undefined) opts.deadline = ctx.deadline;
     const done = (): void => {
-      const left = this.inflight.get(requestId)?.filter((id) => id !== envId);
-      if (left?.length) this.inflight.set(requestId, left);
-      else this.inflight.delete(requestId);
+      const ids = this.inflight.get(requestId);
+      if (typeof ids === 'string' || ids === undefined) {
+        if (ids === envId) this.inflight.delete(requestId);
+        return;
+      }
+      const left = ids.filter((id) => id !== envId);
+      if (left.length === 0) this.inflight.delete(requestId);
+      else this.inflight.set(requestId, left.length === 1 ? left[0]! : left);
     };
     const reply = this.bus.request(def.owner, { route: def.name, payload, requestId }, opts);
     reply.then(done, done);
@@ -67,7 +73,7 @@ export class RouterActor extends Actor {
       const target = (payload as { request_id: string }).request_id;
       const ids = this.inflight.get(target);
       if (!ids) return { request_id: target, stopped: false };
-      for (const id of ids) this.bus.cancel(id, new TabAgentError('CANCELLED', 'stopped by stop_generation'));
+      for (const id of typeof ids === 'string' ? [ids] : ids) this.bus.cancel(id, new TabAgentError('CANCELLED', 'stopped by stop_generation'));
       return { request_id: target, stopped: true };
     }
     throw new TabAgentError('ROUTE_NOT_FOUND', `the router does not serve '${route}'`);

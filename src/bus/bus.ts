@@ -1,4 +1,5 @@
 /** The in-process message bus: addresses, request/reply by correlation id, streams, cancellation, deadlines, events. */
+import type { CancelSignal } from './cancel.js';
 import type { Envelope, Priority, RequestBody } from './envelope.js';
 import { nextId } from './envelope.js';
 import { Mailbox } from './mailbox.js';
@@ -28,7 +29,7 @@ export interface RequestOptions {
   timeoutMs?: number;
   deadline?: number;
   traceId?: string;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /**
    * Envelope id of the request this one serves (a forward): cancelling or expiring the parent cancels it too,
    * with no AbortSignal allocated on the way (most requests are never cancelled).

@@ -1,11 +1,12 @@
 /** The gateway: how a transport posts a contract request onto the bus (to the router) and gets chunks and a reply back. */
 import { Addresses } from '../bus/addresses.js';
 import type { Bus, RequestOptions } from '../bus/bus.js';
+import type { CancelSignal } from '../bus/cancel.js';
 import type { Priority } from '../bus/envelope.js';
 
 export interface CallOptions {
   priority?: Priority;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   onChunk?: (chunk: unknown) => void;
   timeoutMs?: number;
 }

@@ -1,4 +1,5 @@
 /** One HTTP request and its response on uWebSockets.js: headers read up front, abort tracking, corked writes, bodies with a size limit. */
+import { LazyCancel, type CancelSignal } from '../../bus/cancel.js';
 import { nextId } from '../../bus/envelope.js';
 import { TabAgentError } from '../../protocol/errors.js';
 import { openAiErrorBody, problemBody, retryAfterMs, statusLine, statusOf } from './errors.js';
@@ -27,7 +28,8 @@ export class Exchange {
   readonly badRequestId: string | undefined;
   readonly startedAt = performance.now();
   /** Aborted when the client disconnects; handlers pass it on to the bus so the work is cancelled. */
-  readonly controller = new AbortController();
+  /** Cancels the exchange's bus request when the client disconnects or the server shuts down. */
+  readonly cancel = new LazyCancel();
   aborted = false;
   responded = false;
   /** OpenAI routes answer errors in OpenAI's shape; every other route in RFC 7807. */
@@ -64,14 +66,14 @@ export class Exchange {
     res.onAborted(() => {
       this.aborted = true;
       if (!this.responded) {
-        this.controller.abort(new TabAgentError('CANCELLED', 'the client disconnected'));
+        this.cancel.abort(new TabAgentError('CANCELLED', 'the client disconnected'));
         this.owner.disconnected(this);
       }
     });
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  get signal(): CancelSignal {
+    return this.cancel;
   }
 
   get open(): boolean {

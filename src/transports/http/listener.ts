@@ -154,7 +154,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
       while ((inflight.size > 0 || (ws?.inFlight ?? 0) > 0) && Date.now() < until) await sleep(10);
       if (inflight.size > 0 || (ws?.inFlight ?? 0) > 0) {
         log.warn('drain timeout: cancelling requests still running', { http: inflight.size, websocket: ws?.inFlight ?? 0 });
-        for (const ex of inflight) ex.controller.abort(new TabAgentError('CANCELLED', 'the server is shutting down'));
+        for (const ex of inflight) ex.cancel.abort(new TabAgentError('CANCELLED', 'the server is shutting down'));
         ws?.cancelAll();
         // A cancelled generation still answers (with what it produced): give those answers a moment to go out.
         const grace = Date.now() + 1000;
