@@ -17,8 +17,10 @@ async function generate(seed: number): Promise<{ tokens: number; ttft_ms: number
   const t0 = performance.now();
   let first = 0;
   let n = 0;
-  for await (const token of sequence.evaluate(tokens, { temperature: 0.8, seed })) {
-    void token;
+  // The server's sampling for a request that sets only temperature and seed (its engine defaults).
+  for await (const token of sequence.evaluate(tokens, { temperature: 0.8, topK: 40, topP: 0.95, minP: 0.05, seed })) {
+    // An end-of-generation token ends the reply, as it does in the server.
+    if (model.isEogToken(token)) break;
     if (n === 0) first = performance.now() - t0;
     if (++n >= maxTokens) break;
   }

@@ -55,7 +55,8 @@ export const baselineLlama: Profile<LineChild> = {
   },
   async request(c): Promise<Outcome> {
     const r = await c.ask<{ tokens: number; ttft_ms: number }>({ go: true });
-    return { ok: r.tokens > 0, tokens: r.tokens, ttftMs: r.ttft_ms };
+    // A reply may be empty (end of generation first), as the server's may.
+    return r.tokens > 0 ? { ok: true, tokens: r.tokens, ttftMs: r.ttft_ms } : { ok: true };
   },
 };
 

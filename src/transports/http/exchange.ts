@@ -120,11 +120,7 @@ export class Exchange {
     if (!this.open) return;
     this.responded = true;
     this.res.cork(() => {
-      this.res.writeStatus(statusLine(status));
-      this.res.writeHeader('Content-Type', contentType);
-      this.res.writeHeader('X-Request-Id', this.requestId);
-      for (const [k, v] of this.headers) this.res.writeHeader(k, v);
-      for (const [k, v] of extra) this.res.writeHeader(k, v);
+      this.writeHeaders(status, contentType, extra);
       this.res.end(body, closeConnection);
     });
     this.owner.finished(this, status);
@@ -149,13 +145,16 @@ export class Exchange {
   writeHead(status: number, contentType: string, extra: readonly [string, string][] = []): void {
     if (!this.open) return;
     this.streamStatus = status;
-    this.res.cork(() => {
-      this.res.writeStatus(statusLine(status));
-      this.res.writeHeader('Content-Type', contentType);
-      this.res.writeHeader('X-Request-Id', this.requestId);
-      for (const [k, v] of this.headers) this.res.writeHeader(k, v);
-      for (const [k, v] of extra) this.res.writeHeader(k, v);
-    });
+    this.res.cork(() => this.writeHeaders(status, contentType, extra));
+  }
+
+  /** Status line and headers: the content type, the request id, CORS, then the caller's. Call inside cork. */
+  private writeHeaders(status: number, contentType: string, extra: readonly [string, string][]): void {
+    this.res.writeStatus(statusLine(status));
+    this.res.writeHeader('Content-Type', contentType);
+    this.res.writeHeader('X-Request-Id', this.requestId);
+    for (const [k, v] of this.headers) this.res.writeHeader(k, v);
+    for (const [k, v] of extra) this.res.writeHeader(k, v);
   }
 
   /** Writes part of a streamed body; false when the socket is backed up (uWS holds the rest until it drains). */
