@@ -2,7 +2,7 @@
 import os from 'node:os';
 import { Addresses } from '../bus/addresses.js';
 import type { Bus, RequestContext } from '../bus/bus.js';
-import { TabAgentError } from '../protocol/errors.js';
+import { TabAgentError, toTabAgentError } from '../protocol/errors.js';
 import type { PayloadOf } from '../protocol/route.js';
 import type * as I from '../protocol/routes/inference.js';
 import type * as M from '../protocol/routes/models.js';
@@ -98,7 +98,7 @@ export class ModelRegistryActor extends Actor {
       const next: Record<string, unknown> = { ...this.defaults };
       for (const [k, value] of Object.entries(p.params)) {
         if (value === null) delete next[k];
-        else if (value !== undefined) next[k] = value;
+        else if (value !== undefined) next[k] = k === 'stop' && typeof value === 'string' ? [value] : value;
       }
       this.defaults = next as SamplingParams;
       return { params: this.defaults };
@@ -117,8 +117,8 @@ export class ModelRegistryActor extends Actor {
       try {
         await this.ensureLoaded(id, true);
       } catch (err) {
-        const e = err as TabAgentError;
-        throw new TabAgentError(e.code ?? 'BACKEND_ERROR', `cannot preload model '${id}': ${e.message}`, e.details);
+        const e = toTabAgentError(err);
+        throw new TabAgentError(e.code, `cannot preload model '${id}': ${e.message}`, e.details);
       }
     }
   }
