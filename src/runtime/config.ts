@@ -92,7 +92,7 @@ export const ConfigSchema = v.object({
       /** Threads per context; 0 = 1 (more oversubscribes small machines; see docs/tuning.md). */
       threads: v.optional(NonNegativeInt, 0),
       context_size: v.optional(PositiveInt, 4096),
-      max_sequences: v.optional(PositiveInt, 16),
+      max_sequences: v.optional(PositiveInt, 8),
       /** Contexts per model per worker, each decoding on its own core (counts against the cores like workers). */
       contexts: v.optional(PositiveInt, 1),
       /** How requests are spread over workers: 'spread' (least busy) or 'pack' (fill one worker's batch first). */

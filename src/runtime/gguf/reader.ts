@@ -37,6 +37,9 @@ export interface GgufModelSummary {
   context_length: number | null;
   embedding_length: number | null;
   block_count: number | null;
+  /** Attention heads, and the key/value heads (fewer with grouped-query attention): they size the KV cache. */
+  head_count: number | null;
+  head_count_kv: number | null;
   vocab_size: number | null;
   /** From general.file_type, else the dominant tensor type. */
   quantization: string | null;
@@ -230,6 +233,8 @@ export function summariseGguf(file: GgufFile): GgufModelSummary {
     context_length: num(m[`${arch}.context_length`]),
     embedding_length: num(m[`${arch}.embedding_length`]),
     block_count: num(m[`${arch}.block_count`]),
+    head_count: num(m[`${arch}.attention.head_count`]),
+    head_count_kv: num(m[`${arch}.attention.head_count_kv`]) ?? num(m[`${arch}.attention.head_count`]),
     vocab_size: vocab,
     quantization,
     file_type: fileType,

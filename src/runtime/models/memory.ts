@@ -15,10 +15,15 @@ export function contextTokens(configured: number, trained: number | null): numbe
 }
 
 /**
- * An upper bound: K and V as f16 for every layer at the full embedding width (models with grouped-query attention
- * need less). The file's pages are shared by every worker (mmap), so it counts once.
+ * K and V as f16 for every layer, at the key/value width (narrower than the embedding with grouped-query attention);
+ * unknown dimensions count as a 7B model's. The file's pages are shared by every worker (mmap), so it counts once.
  */
-export function estimateModelBytes(meta: Pick<GgufModelSummary, 'file_size' | 'block_count' | 'embedding_length'>, plan: MemoryPlan): number {
-  const perCell = 2 * (meta.block_count ?? 32) * (meta.embedding_length ?? 4096) * 2;
+export function estimateModelBytes(
+  meta: Pick<GgufModelSummary, 'file_size' | 'block_count' | 'embedding_length' | 'head_count' | 'head_count_kv'>,
+  plan: MemoryPlan,
+): number {
+  const embd = meta.embedding_length ?? 4096;
+  const kvWidth = meta.head_count && meta.head_count_kv ? (embd * meta.head_count_kv) / meta.head_count : embd;
+  const perCell = 2 * (meta.block_count ?? 32) * kvWidth * 2;
   return meta.file_size + perCell * plan.cellsPerContext * plan.contextsPerWorker * plan.workers;
 }
