@@ -73,7 +73,7 @@ export function figureOf(r: RunResult, name?: string): Figure {
   if (errs > 0) notes.push(`errors ${errorsCell(r)}`);
   if (r.ttft) notes.push(`TTFT p50 ${ms(r.ttft.p50_ms)} ms, p99 ${ms(r.ttft.p99_ms)} ms`);
   if (r.server_peak_rss_bytes) notes.push(`server peak RSS ${mib(r.server_peak_rss_bytes)}`);
-  if (r.generator_cpu_pct !== undefined) notes.push(`CPU server ${r.server_cpu_pct === undefined ? '?' : num(r.server_cpu_pct)}% / generator ${num(r.generator_cpu_pct)}% of a core`);
+  if (r.generator_cpu_pct !== undefined) notes.push(`CPU ${r.server_cpu_pct === undefined ? '' : `server ${num(r.server_cpu_pct)}% / `}generator ${num(r.generator_cpu_pct)}% of a core`);
   if (notes.length) f.notes = notes.join('; ');
   return f;
 }
