@@ -256,6 +256,9 @@ export class InferencePool {
     this.closed = true;
     for (const t of this.live) t.cancel();
     await Promise.all([...this.models.keys()].map((id) => this.unload(id).catch(() => {})));
+    // A thread ended while llama.cpp maps or frees a model aborts the whole process: let running loads and unloads
+    // (a keep-alive unload the registry already forgot, say) finish first.
+    for (const until = Date.now() + 30_000; this.ops.size > 0 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
     await this.piscina.destroy();
     this.channel.close();
   }
