@@ -67,3 +67,26 @@ export async function spawnLineChild<R = { ready: true }>(script: string, args: 
   };
 }
 
+
+/**
+ * The child's side: says it is ready, then answers each JSON line on stdin with one JSON line on stdout, in order.
+ * When stdin closes, `onEnd` runs after the last answer.
+ */
+export function serveLines(answer: (msg: unknown) => Promise<unknown>, onEnd: () => void | Promise<void>): void {
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  let partial = '';
+  let chain = Promise.resolve();
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (t: string) => {
+    partial += t;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      chain = chain.then(async () => {
+        process.stdout.write(JSON.stringify(await answer(JSON.parse(line))) + '\n');
+      });
+    }
+  });
+  process.stdin.on('end', () => void chain.then(onEnd));
+}

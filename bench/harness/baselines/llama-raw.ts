@@ -1,5 +1,6 @@
 /** Baseline child: raw node-llama-cpp generation (one context, one sequence, the given threads); one generation per stdin line. */
 import { getLlama } from 'node-llama-cpp';
+import { serveLines } from './child.js';
 
 const [modelPath, threadsArg, maxTokensArg, prompt] = process.argv.slice(2);
 const threads = Number(threadsArg ?? 1);
@@ -28,22 +29,7 @@ async function generate(seed: number): Promise<{ tokens: number; ttft_ms: number
 }
 
 let seed = 7;
-process.stdout.write(JSON.stringify({ ready: true }) + '\n');
-let partial = '';
-let chain = Promise.resolve();
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (t: string) => {
-  partial += t;
-  let nl: number;
-  while ((nl = partial.indexOf('\n')) >= 0) {
-    partial = partial.slice(nl + 1);
-    chain = chain.then(async () => {
-      process.stdout.write(JSON.stringify(await generate(seed++)) + '\n');
-    });
-  }
-});
-process.stdin.on('end', async () => {
-  await chain;
+serveLines(() => generate(seed++), async () => {
   await context.dispose();
   await model.dispose();
   process.exit(0);

@@ -1,5 +1,6 @@
 /** Baseline child: a raw @roamhq/wrtc answerer that echoes every data-channel message. One offer per stdin line, the answer on stdout. */
 import { gatheringComplete, loadWrtc, type PeerConnection } from '../clients/wrtc.js';
+import { serveLines } from './child.js';
 
 const { RTCPeerConnection } = loadWrtc();
 const peers: PeerConnection[] = [];
@@ -16,29 +17,15 @@ async function answer(sdp: string): Promise<string> {
   return pc.localDescription!.sdp;
 }
 
-process.stdout.write(JSON.stringify({ ready: true }) + '\n');
-let partial = '';
-let chain = Promise.resolve();
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (t: string) => {
-  partial += t;
-  let nl: number;
-  while ((nl = partial.indexOf('\n')) >= 0) {
-    const line = partial.slice(0, nl);
-    partial = partial.slice(nl + 1);
-    const { sdp } = JSON.parse(line) as { sdp: string };
-    chain = chain.then(async () => {
-      try {
-        process.stdout.write(JSON.stringify({ sdp: await answer(sdp) }) + '\n');
-      } catch (err) {
-        process.stdout.write(JSON.stringify({ error: String(err) }) + '\n');
-      }
-    });
-  }
-});
 const quit = (): void => {
   for (const pc of peers) pc.close();
   process.exit(0);
 };
-process.stdin.on('end', quit);
+serveLines(async (msg) => {
+  try {
+    return { sdp: await answer((msg as { sdp: string }).sdp) };
+  } catch (err) {
+    return { error: String(err) };
+  }
+}, quit);
 process.on('SIGTERM', quit);
