@@ -65,3 +65,15 @@ t.test('stop_generation cancels an in-flight request by its request_id from anot
   t.same(await running, { finish_reason: 'cancelled' });
   t.same(await gw.call('stop_generation', { request_id: 'gen-1' }, 'stop-2'), { request_id: 'gen-1', stopped: false }, 'nothing left to stop');
 });
+
+t.test("a request without a priority gets its route's default; one that names a priority keeps it", async (t) => {
+  const bus = new Bus();
+  bus.open('router');
+  bus.open('worker');
+  const urgent = defineRoute({ name: 'urgent', owner: 'worker', summary: 'reports its priority', input: v.optional(v.null()), priority: 'interactive' });
+  bus.attach('router', new RouterActor(bus, silentLog, [urgent]));
+  bus.attach('worker', { receive: async (ctx) => ctx.priority });
+  const gw = new Gateway(bus, 'test', undefined, (route) => (route === 'urgent' ? 'interactive' : undefined));
+  t.equal(await gw.call('urgent', null, 'p1'), 'interactive');
+  t.equal(await gw.call('urgent', null, 'p2', { priority: 'background' }), 'background');
+});

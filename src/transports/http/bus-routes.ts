@@ -66,8 +66,8 @@ function call(lc: ListenerContext, route: RouteDef, ex: Exchange, params: Record
     ex.fail(toTabAgentError(err));
     return;
   }
+  // the gateway applies the route's default priority
   const opts: CallOptions = { signal: ex.signal };
-  if (route.priority) opts.priority = route.priority;
   if (route.streaming && (payload as { stream?: unknown } | undefined)?.stream === true) return stream(lc, route, ex, payload, opts);
   lc.gateway.call(route.name, payload, ex.requestId, opts).then(
     (data) => ex.json(200, data ?? null),
