@@ -18,6 +18,8 @@ t.teardown(async () => {
 const info = await engine.load('tiny', file);
 
 const prompt = (text: string): GenerateInput => ({ kind: 'completion', prompt: text });
+/** Random weights may sample the end token at any step: a grammar for a long JSON array keeps a generation going. */
+const LONG = { type: 'array', items: { type: 'boolean' }, minItems: 400 };
 function run(input: GenerateInput, params: SamplingParams, onText: (d: string) => void = () => {}, signal = new AbortController().signal) {
   return engine.generate('tiny', input, params, onText, signal);
 }
@@ -88,7 +90,7 @@ t.test('cancel mid-stream resolves cancelled promptly and frees the sequence', a
   t.ok(r.usage.completion_tokens < 200, `stopped after ${r.usage.completion_tokens} tokens`);
   t.ok(deltas <= atAbort + 1, 'at most one more token after the abort');
   // the only slot was freed: a new generation runs to completion
-  const next = await engine1.generate('tiny', prompt('the'), { max_tokens: 5 }, () => {}, new AbortController().signal);
+  const next = await engine1.generate('tiny', prompt('the'), { max_tokens: 5, json_schema: LONG }, () => {}, new AbortController().signal);
   t.equal(next.usage.completion_tokens, 5);
   const pre = new AbortController();
   pre.abort();
@@ -140,7 +142,7 @@ t.test('bad input gets clear errors', async (t) => {
   await t.rejects(run(prompt('x'), { max_tokens: 0 }), { code: 'VALIDATION_ERROR', message: /max_tokens/ });
   await t.rejects(engine.generate('nope', prompt('x'), {}, () => {}, new AbortController().signal), { code: 'MODEL_NOT_LOADED' });
   // the engine keeps serving after the errors
-  t.equal((await run(prompt('x'), { max_tokens: 3 })).usage.completion_tokens, 3);
+  t.equal((await run(prompt('x'), { max_tokens: 3, json_schema: LONG })).usage.completion_tokens, 3);
 });
 
 t.test('a long generation reaching the end of the context stops with length', async (t) => {
