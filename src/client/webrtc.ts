@@ -158,21 +158,23 @@ export class TabAgentRtcClient {
         const reply = (await signal.post('/v1/webrtc/offer', { sdp: pc.localDescription!.sdp, type: 'offer', peer_id: opts.peerId, trickle })) as { session_id: string; sdp: string };
         sessionId = reply.session_id;
         await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+        if (trickle) {
+          for (const c of local.splice(0)) await signal.post('/v1/webrtc/ice', { session_id: sessionId, candidate: c });
+          void pollCandidates(signal, pc, sessionId, deadline);
+        }
       } else {
         const reply = (await signal.post('/v1/webrtc/offer', { peer_id: opts.peerId, trickle })) as { session_id: string; sdp: string };
         sessionId = reply.session_id;
         const offered = new Promise<ClientDataChannel>((resolve) => (pc.ondatachannel = (ev) => resolve(ev.channel)));
         await pc.setRemoteDescription({ type: 'offer', sdp: reply.sdp });
+        // The server's candidates come by polling; the channel only arrives once ICE connects, so poll from now.
+        if (trickle) void pollCandidates(signal, pc, sessionId, deadline);
         await pc.setLocalDescription(await pc.createAnswer());
         if (!trickle) await within(gathering, 5_000);
         await signal.post('/v1/webrtc/answer', { session_id: sessionId, sdp: pc.localDescription!.sdp, type: 'answer' });
         channel = await withDeadline(offered, deadline, 'the server offered no data channel');
       }
       const id = sessionId;
-      if (trickle) {
-        for (const c of local.splice(0)) await signal.post('/v1/webrtc/ice', { session_id: id, candidate: c });
-        void pollCandidates(signal, pc, id, channel, deadline);
-      }
       await withDeadline(opened(channel), deadline, `the data channel did not open (connection state '${pc.connectionState}')`);
       return new TabAgentRtcClient(id, pc, channel, opts);
     } catch (err) {
@@ -338,15 +340,16 @@ function toError(body: unknown): TabAgentError {
 }
 
 /** Fetches the server's trickled candidates until its gathering is complete, the channel is open, or time is up. */
-async function pollCandidates(signal: Signalling, pc: ClientPeerConnection, sessionId: string, channel: ClientDataChannel, deadline: number): Promise<void> {
+async function pollCandidates(signal: Signalling, pc: ClientPeerConnection, sessionId: string, deadline: number): Promise<void> {
   let since = 0;
   let wait = 10;
-  while (Date.now() < deadline && channel.readyState !== 'closed') {
+  const settled = () => pc.connectionState === 'connected' || pc.connectionState === 'closed' || pc.connectionState === 'failed';
+  while (Date.now() < deadline && !settled()) {
     const r = (await signal.get(`/v1/webrtc/session/${sessionId}/candidates?since=${since}`).catch(() => null)) as { candidates: CandidateLike[]; next: number; complete: boolean } | null;
     if (!r) return;
     for (const c of r.candidates) await pc.addIceCandidate(c).catch(() => {});
     since = r.next;
-    if (r.complete || channel.readyState === 'open') return;
+    if (r.complete || settled()) return;
     await sleep(wait);
     wait = Math.min(wait * 2, 200);
   }
