@@ -2,7 +2,8 @@
 import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
 import { wrtc } from './helpers.js';
 
-const c = await TabAgentRtcClient.connect({ baseUrl: process.argv[2]!, RTCPeerConnection: wrtc.RTCPeerConnection });
+// Generous: this process compiles its TypeScript and gathers ICE while other test files load the cores.
+const c = await TabAgentRtcClient.connect({ baseUrl: process.argv[2]!, RTCPeerConnection: wrtc.RTCPeerConnection, timeoutMs: 120_000 });
 let chunks = 0;
 void c.request('test_stream', { count: 1_000_000, size: 300_000, delay_ms: 1, echo: 'stalled' }, {
   onChunk: () => {
