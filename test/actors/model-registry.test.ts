@@ -9,6 +9,8 @@ import { writeTestModel } from '../../src/runtime/gguf/index.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createInferencePool, startServer, type CoreActorFactory, type RunningServer } from '../../src/server.js';
 import '../../src/transports/register.js';
+import { settle } from '../helpers/wait.js';
+import type { TapTest } from '../helpers/tap.js';
 
 // The real server in process (native mode, no stdio): router, storage and model registry over the real worker pool.
 const root = await mkdtemp(path.join(tmpdir(), 'tabagent-registry-'));
@@ -20,7 +22,7 @@ await writeTestModel(path.join(modelsDir, 'beta.gguf'), { size: 'tiny', seed: 2 
 await writeFile(path.join(modelsDir, 'broken.gguf'), 'GGUF but not really');
 
 let serverNo = 0;
-async function start(t: Tap.Test, inference: Record<string, unknown> = {}, replaceActors: CoreActorFactory[] = []) {
+async function start(t: TapTest, inference: Record<string, unknown> = {}, replaceActors: CoreActorFactory[] = []) {
   const flags = {
     mode: 'native',
     native: { stdio: false },
@@ -91,11 +93,7 @@ t.test('past max_loaded_models the least recently used idle model is evicted; an
   await call('generate', { model: 'alpha', prompt: 'a', max_tokens: 2 });
   await call('generate', { model: 'beta', prompt: 'b', max_tokens: 2 });
   t.same((await call('get_loaded_models')).models.map((m: { id: string }) => m.id), ['beta'], 'alpha was evicted for beta');
-  let left = 1;
-  for (let i = 0; i < 50 && left > 0; i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    left = (await call('get_loaded_models')).models.length;
-  }
+  const left = await settle(async () => (await call('get_loaded_models')).models.length, (n) => n === 0, 30_000, 200);
   t.equal(left, 0, 'beta unloaded once idle');
 });
 

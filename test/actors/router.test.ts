@@ -8,6 +8,9 @@ import { stopGeneration } from '../../src/protocol/routes/control.js';
 import { silentLog } from '../../src/runtime/logger.js';
 import { Gateway } from '../../src/transports/gateway.js';
 
+/** What a rejected gateway call carries (a TabAgentError as a carrier sees it). */
+type Failure = { code: string; message: string; details: any };
+
 const echo = defineRoute({ name: 'echo', owner: 'worker', summary: 'echo', input: v.object({ text: v.string(), times: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 1) }) });
 const wait = defineRoute({ name: 'wait', owner: 'worker', summary: 'waits for cancel', input: v.optional(v.null()) });
 const orphan = defineRoute({ name: 'orphan', owner: 'nobody', summary: 'no actor', input: v.unknown() });
@@ -37,7 +40,7 @@ t.test('validated payloads reach the owner with defaults applied', async (t) => 
 
 t.test('validation errors name the field', async (t) => {
   const gw = await setup();
-  const err = await gw.call('echo', { text: 5, times: 0 }, 'r1').catch((e) => e);
+  const err = (await gw.call('echo', { text: 5, times: 0 }, 'r1').catch((e: unknown) => e)) as Failure;
   t.equal(err.code, 'VALIDATION_ERROR');
   t.match(err.message, /text: .*string/);
   t.match(err.message, /times: .*>=1/);
@@ -46,7 +49,7 @@ t.test('validation errors name the field', async (t) => {
 
 t.test('unknown routes are ROUTE_NOT_FOUND and list what exists', async (t) => {
   const gw = await setup();
-  const err = await gw.call('nope', {}, 'r1').catch((e) => e);
+  const err = (await gw.call('nope', {}, 'r1').catch((e: unknown) => e)) as Failure;
   t.equal(err.code, 'ROUTE_NOT_FOUND');
   t.match(err.message, /unknown route 'nope'/);
   t.ok(err.details.available.includes('echo'));

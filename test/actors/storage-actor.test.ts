@@ -11,6 +11,7 @@ import { allRoutes } from '../../src/protocol/routes/index.js';
 import { silentLog } from '../../src/runtime/logger.js';
 import { Gateway } from '../../src/transports/gateway.js';
 import { concurrentWriters, type Call } from '../helpers/sessions.js';
+import { settle } from '../helpers/wait.js';
 
 let n = 0;
 async function setup(t: { teardown(fn: () => unknown): void }, maxMessageBytes = 1024 * 1024) {
@@ -98,8 +99,7 @@ t.test('a lost database handle crashes the actor; the supervisor restarts it and
   const actor = supervisor.get(Addresses.storage) as StorageActor;
   await (actor.store as unknown as { db: { close(): Promise<void> } }).db.close();
   await t.rejects(call('save_message', { session_id: s.id, message: { role: 'user', content: 'lost' } }), { code: /IO_ERROR|INTERNAL_ERROR|UNAVAILABLE/ });
-  for (let i = 0; i < 100 && supervisor.restarts(Addresses.storage) === 0; i++) await new Promise((r) => setTimeout(r, 20));
-  t.equal(supervisor.restarts(Addresses.storage), 1, 'the supervisor restarted the storage actor');
+  t.equal(await settle(() => supervisor.restarts(Addresses.storage), (n) => n > 0), 1, 'the supervisor restarted the storage actor');
   const after = await call('save_message', { session_id: s.id, message: { role: 'user', content: 'after' } });
   const history = await call('get_history', { session_id: s.id });
   t.same(history.messages.map((m: { content: string }) => m.content), ['before', 'after']);

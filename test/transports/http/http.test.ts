@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { allRoutes } from '../../../src/protocol/routes/index.js';
 import { raw } from './client.js';
 import { startStandInServer, startTestServer } from './fixture.js';
+import { settle } from '../../helpers/wait.js';
 
 const server = await startTestServer({ logLevel: 'debug', flags: { 'http.body_limit_bytes': 4096, 'http.cors_origins': ['http://app.example'], extension_ids: ['abcdefghijklmnopabcdefghijklmnop'] } });
 t.teardown(() => server.stop());
@@ -23,8 +24,7 @@ t.test('the request id is in the log lines of that request', async (t) => {
   await raw(server.url, 'GET', '/v1/health', { headers: { 'X-Request-Id': 'log-me-2' } });
   for (const id of ['log-me-1', 'log-me-2']) {
     const mentions = (): Record<string, unknown>[] => server.logs().filter((l) => JSON.stringify(l).includes(id));
-    for (let i = 0; i < 100 && mentions().length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    const lines = mentions();
+    const lines = await settle(mentions, (l) => l.length > 0);
     t.ok(lines.length > 0, `${id} is logged`);
     for (const l of lines) t.equal(l['request_id'], id, `'${String(l['msg'])}' carries request_id ${id}`);
   }

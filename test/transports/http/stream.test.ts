@@ -4,19 +4,10 @@ import net from 'node:net';
 import t from 'tap';
 import { raw } from './client.js';
 import { LONG_OUTPUT, startStandInServer, startTestServer, type TestServer } from './fixture.js';
+import { until } from '../../helpers/wait.js';
 
 async function httpStats(server: TestServer): Promise<Record<string, any>> {
   return (await raw(server.url, 'GET', '/v1/http/stats')).json().listeners.find((l: { name: string }) => l.name === 'http');
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 function chatRequest(model: string, maxTokens: number, requestId: string, extra: Record<string, unknown> = {}): string {

@@ -7,6 +7,7 @@ import { MAX_OUTBOUND_FRAME_BYTES } from '../../../src/transports/native/frame-c
 import { portFromStreams } from '../../../src/transports/native/stream-port.js';
 import { writeTestModel } from '../../../src/runtime/gguf/index.js';
 import { cliPath, header, RawHost, startServer, stopServerIn, tempDir, type BackgroundServer } from './helpers.js';
+import type { TapTest } from '../../helpers/tap.js';
 
 const tmp = tempDir();
 const dataDir = path.join(tmp.dir, 'data');
@@ -38,7 +39,7 @@ function client(h: RawHost): TabAgentNativeClient {
 }
 
 /** Ends stdin, waits for exit, and checks that every stdout byte was a whole frame. */
-async function finish(tt: typeof t, h: RawHost): Promise<void> {
+async function finish(tt: TapTest, h: RawHost): Promise<void> {
   h.end();
   tt.equal(await h.exited, 0, 'stdin EOF: the host exits 0');
   tt.equal(h.strayBytes, 0, 'no stray byte on stdout: everything decoded as whole frames');

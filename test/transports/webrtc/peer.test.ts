@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Packr } from 'msgpackr';
 import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
 import { startHarness, streamEnds, wrtc } from './helpers.js';
+import { settle } from '../../helpers/wait.js';
 
 const h = await startHarness({ max_message_bytes: 4 * 1024 * 1024 });
 t.teardown(() => h.stop());
@@ -105,7 +106,7 @@ t.test('a session that ends cancels its requests: DELETE, or the peer vanishing'
     // 'vanish': the page's tab is gone; nothing tells the server but the connection itself.
     if (how === 'delete') await c.close();
     else (c as unknown as { pc: { close(): void } }).pc.close();
-    for (const until = Date.now() + 30_000; Date.now() < until && !streamEnds.has(how); ) await new Promise((r) => setTimeout(r, 20));
+    await settle(() => streamEnds.has(how), Boolean);
     t.equal(streamEnds.get(how), 'cancelled', `${how}: the generation was stopped`);
     t.equal(h.transport.sessions.info(c.sessionId).state, 'closed');
     await c.close();
@@ -121,14 +122,10 @@ t.test('a peer that stops reading has its session closed once 2 x max_message_by
     child.once('exit', (code) => reject(new Error(`stalled peer exited with ${code}`)));
   });
   child.kill('SIGSTOP');
-  let info = h.transport.sessions.info(sessionId);
-  for (const until = Date.now() + 60_000; Date.now() < until && info.state !== 'closed'; ) {
-    await new Promise((r) => setTimeout(r, 20));
-    info = h.transport.sessions.info(sessionId);
-  }
+  const info = await settle(() => h.transport.sessions.info(sessionId), (i) => i.state === 'closed', 60_000);
   t.equal(info.state, 'closed');
   t.match(info.close_reason, /the peer is not reading: \d+ bytes waiting to be sent/);
-  for (const until = Date.now() + 30_000; Date.now() < until && !streamEnds.has('stalled'); ) await new Promise((r) => setTimeout(r, 20));
+  await settle(() => streamEnds.has('stalled'), Boolean);
   t.equal(streamEnds.get('stalled'), 'cancelled', 'its stream was stopped');
   const other = await TabAgentRtcClient.connect(base);
   t.equal((await other.request<{ status: string }>('health')).status, 'ok', 'other sessions are served');

@@ -2,6 +2,7 @@ import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
 import { startHarness, wrtc } from './helpers.js';
+import { settle } from '../../helpers/wait.js';
 
 async function call(h: Awaited<ReturnType<typeof startHarness>>, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const init: { method: string; headers: Record<string, string>; body?: string } = { method, headers: {} };
@@ -87,7 +88,7 @@ t.test('bad messages on the channel get error frames; the channel keeps serving'
   const frames: any[] = [];
   ch.onmessage = (ev: { data: string | ArrayBuffer }) => frames.push(typeof ev.data === 'string' ? JSON.parse(ev.data) : { binary: new Uint8Array(ev.data) });
   const next = async (n: number): Promise<void> => {
-    for (let i = 0; i < 200 && frames.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    await settle(() => frames.length, (len) => len >= n);
   };
   ch.send('{not json');
   await next(1);
@@ -178,11 +179,7 @@ t.test('200 connect/request/close cycles leak no sessions, handles, threads, des
   t.equal(h.transport.sessions.size, 0, 'no live session left');
   // Each closed peer connection holds 2 threads and 4 descriptors until collected; the server collects
   // 1 s after closes and again 5 s after the last (without that, this loop would leave ~800 threads and ~1600 descriptors).
-  let after = native();
-  for (let i = 0; i < 90 && after.threads > before.threads + 16; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    after = native();
-  }
+  const after = await settle(native, (n) => n.threads <= before.threads + 16, 30_000, 100);
   t.ok(after.threads <= before.threads + 16, `threads back near baseline (${before.threads} -> ${after.threads})`);
   t.ok(after.fds <= before.fds + 32, `descriptors back near baseline (${before.fds} -> ${after.fds})`);
   t.ok(handles() <= before.handles, `handles back to baseline (${before.handles} -> ${handles()})`);

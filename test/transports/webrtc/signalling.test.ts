@@ -4,6 +4,7 @@ import http from 'node:http';
 import { TabAgentRtcClient } from '../../../src/client/webrtc.js';
 import { loadConfig } from '../../../src/runtime/config.js';
 import { startHarness, wrtc } from './helpers.js';
+import { until } from '../../helpers/wait.js';
 
 type Reply = { status: number; headers: http.IncomingHttpHeaders; body: any };
 
@@ -22,17 +23,6 @@ function request(base: string, method: string, path: string, headers: Record<str
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 const withoutCandidates = (sdp: string): string => sdp.replace(/^a=(candidate|end-of-candidates).*\r\n/gm, '');
 const candidateLines = (sdp: string): string[] => sdp.split('\r\n').filter((l) => l.startsWith('a=candidate:'));
