@@ -1,5 +1,5 @@
 /** The actor base: a named address on the bus, route handlers, start/stop, and a crash signal for its supervisor. */
-import type { Bus, BusTarget, RequestContext } from '../bus/bus.js';
+import type { Bus, BusTarget, Forward, RequestContext } from '../bus/bus.js';
 import { TabAgentError } from '../protocol/errors.js';
 import type { Log } from '../runtime/logger.js';
 
@@ -32,7 +32,7 @@ export abstract class Actor implements BusTarget {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
 
-  receive(ctx: RequestContext): Promise<unknown> {
+  receive(ctx: RequestContext): Promise<unknown> | Forward {
     const route = ctx.envelope.body.route;
     const handler = this.handlers.get(route);
     if (!handler) return Promise.reject(new TabAgentError('ROUTE_NOT_FOUND', `${this.address} does not serve route '${route}'`));

@@ -1,7 +1,7 @@
 /** The router actor: every carrier's requests arrive here, are validated once against the route table, and go to their owner. */
 import * as v from 'valibot';
 import { Addresses } from '../bus/addresses.js';
-import type { Bus, RequestContext } from '../bus/bus.js';
+import { Forward, type Bus, type RequestContext } from '../bus/bus.js';
 import { validationError } from '../protocol/contract.js';
 import { TabAgentError } from '../protocol/errors.js';
 import type { RouteDef } from '../protocol/route.js';
@@ -23,7 +23,7 @@ export class RouterActor extends Actor {
     return [...this.table.keys()].sort();
   }
 
-  override receive(ctx: RequestContext): Promise<unknown> {
+  override receive(ctx: RequestContext): Promise<unknown> | Forward {
     const { route, payload, requestId } = ctx.envelope.body;
     const def = this.table.get(route);
     if (!def) {
@@ -35,24 +35,15 @@ export class RouterActor extends Actor {
     if (!this.bus.has(def.owner)) {
       return Promise.reject(new TabAgentError('UNAVAILABLE', `route '${route}' is not served in this mode (its actor '${def.owner}' is not running)`));
     }
-    return this.forward(ctx, def, parsed.output, requestId);
+    return this.forward(ctx.envelope.id, def, parsed.output, requestId);
   }
 
-  /** Forwards as a child of the router's own delivery: a cancel of either (carrier, stop_generation, deadline) reaches the owner. */
-  private forward(ctx: RequestContext, def: RouteDef, payload: unknown, requestId: string): Promise<unknown> {
-    const envId = ctx.envelope.id;
+  /** Hands the request itself to its owner (same envelope id): stop_generation, a carrier's cancel and the deadline all reach it. */
+  private forward(envId: string, def: RouteDef, payload: unknown, requestId: string): Forward {
     // one request per id is the rule (carriers refuse duplicates); a list only when carriers reuse an id
     const ids = this.inflight.get(requestId);
     if (ids === undefined) this.inflight.set(requestId, envId);
     else this.inflight.set(requestId, typeof ids === 'string' ? [ids, envId] : [...ids, envId]);
-    const opts: Parameters<Bus['request']>[2] = {
-      from: Addresses.router,
-      priority: ctx.envelope.priority,
-      traceId: ctx.envelope.traceId,
-      parent: envId,
-      onChunk: (chunk) => ctx.emit(chunk),
-    };
-    if (ctx.deadline !== undefined) opts.deadline = ctx.deadline;
     const done = (): void => {
       const ids = this.inflight.get(requestId);
       if (typeof ids === 'string' || ids === undefined) {
@@ -63,9 +54,7 @@ export class RouterActor extends Actor {
       if (left.length === 0) this.inflight.delete(requestId);
       else this.inflight.set(requestId, left.length === 1 ? left[0]! : left);
     };
-    const reply = this.bus.request(def.owner, { route: def.name, payload, requestId }, opts);
-    reply.then(done, done);
-    return reply;
+    return new Forward(def.owner, { route: def.name, payload, requestId }, done);
   }
 
   private serve(route: string, payload: unknown): unknown {

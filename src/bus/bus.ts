@@ -16,10 +16,24 @@ export interface RequestContext {
   emit(chunk: unknown): void;
 }
 
+/**
+ * A handler's answer that hands its request on to another address as it is: the same envelope id, caller,
+ * deadline and cancellation, and the owner's reply goes straight back to the caller. No second request,
+ * promise or delivery is made for it (the router forwards every request this way).
+ */
+export class Forward {
+  constructor(
+    readonly to: string,
+    readonly body: RequestBody,
+    /** Called once when the forwarded request ends, however it ends. */
+    readonly onSettled?: () => void,
+  ) {}
+}
+
 /** Something that can receive requests at an address: an actor, or anything the bus can hand work to. */
 export interface BusTarget {
-  /** Starts handling one request; resolves with the reply body or rejects with an error. */
-  receive(ctx: RequestContext): Promise<unknown>;
+  /** Starts handling one request; resolves with the reply body or rejects with an error, or hands it on. */
+  receive(ctx: RequestContext): Promise<unknown> | Forward;
 }
 
 export interface RequestOptions {
@@ -30,11 +44,6 @@ export interface RequestOptions {
   deadline?: number;
   traceId?: string;
   signal?: CancelSignal;
-  /**
-   * Envelope id of the request this one serves (a forward): cancelling or expiring the parent cancels it too,
-   * with no AbortSignal allocated on the way (most requests are never cancelled).
-   */
-  parent?: string;
   onChunk?: (chunk: unknown) => void;
 }
 
@@ -46,11 +55,12 @@ interface Slot {
 }
 
 interface Delivery {
+  /** Replaced (same id) when a handler forwards the request. */
   env: Envelope<RequestBody>;
   /** Created when the handler first reads its signal, or when the request is aborted. */
   controller?: AbortController;
-  children?: string[];
   onChunk?: (chunk: unknown) => void;
+  onSettled?: () => void;
   resolve: (value: unknown) => void;
   reject: (err: TabAgentError) => void;
   settled: boolean;
@@ -129,7 +139,7 @@ export class Bus {
       const d: Delivery = { env, resolve, reject, settled: false };
       if (opts.onChunk) d.onChunk = opts.onChunk;
       if (!slot.mailbox.offer(d)) {
-        reject(new TabAgentError('BUSY', `${to} is busy: ${slot.mailbox.capacity} requests already queued`, { retry_after_ms: 100 }));
+        reject(busy(to, slot));
         return;
       }
       this.inflight.set(env.id, d);
@@ -140,11 +150,6 @@ export class Bus {
       if (opts.signal) {
         if (opts.signal.aborted) this.cancel(env.id);
         else opts.signal.addEventListener('abort', () => this.cancel(env.id), { once: true });
-      }
-      if (opts.parent !== undefined) {
-        const parent = this.inflight.get(opts.parent);
-        if (!parent || parent.controller?.signal.aborted) this.cancel(env.id, parent?.controller?.signal.reason);
-        else (parent.children ??= []).push(env.id);
       }
       this.pump(slot);
     });
@@ -166,10 +171,8 @@ export class Bus {
     return true;
   }
 
-  /** Aborts a running request's signal and those of the requests it forwarded. */
   private abort(d: Delivery, reason: unknown): void {
     (d.controller ??= new AbortController()).abort(reason);
-    for (const child of d.children ?? []) this.cancel(child, reason);
   }
 
   /** Fire-and-forget events (progress, state changes) to every listener of a topic. */
@@ -225,11 +228,17 @@ export class Bus {
       },
     };
     if (d.env.deadline !== undefined) (ctx as { deadline?: number }).deadline = d.env.deadline;
-    let result: Promise<unknown>;
+    let result: Promise<unknown> | Forward;
     try {
       result = target.receive(ctx);
     } catch (err) {
       result = Promise.reject(err);
+    }
+    if (result instanceof Forward) {
+      slot.running--;
+      this.redirect(d, result);
+      this.pump(slot);
+      return;
     }
     result.then(
       (value) => {
@@ -243,6 +252,17 @@ export class Bus {
         this.pump(slot);
       },
     );
+  }
+
+  /** Re-addresses a running delivery to the forward's owner, keeping its id, so cancel and deadline still find it. */
+  private redirect(d: Delivery, f: Forward): void {
+    if (f.onSettled) d.onSettled = f.onSettled;
+    const slot = this.slots.get(f.to);
+    if (!slot) return this.fail(d, new TabAgentError('UNAVAILABLE', `no actor at ${f.to}`));
+    if (d.controller?.signal.aborted) return this.fail(d, toTabAgentError(d.controller.signal.reason));
+    d.env = { ...d.env, from: d.env.to, to: f.to, body: f.body };
+    if (!slot.mailbox.offer(d)) return this.fail(d, busy(f.to, slot));
+    this.pump(slot);
   }
 
   private expire(d: Delivery): void {
@@ -270,7 +290,12 @@ export class Bus {
     d.settled = true;
     if (d.timer) clearTimeout(d.timer);
     this.inflight.delete(d.env.id);
+    d.onSettled?.();
   }
+}
+
+function busy(address: string, slot: Slot): TabAgentError {
+  return new TabAgentError('BUSY', `${address} is busy: ${slot.mailbox.capacity} requests already queued`, { retry_after_ms: 100 });
 }
 
 export type { ErrorBody };

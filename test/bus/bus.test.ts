@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Bus, type BusTarget, type RequestContext } from '../../src/bus/bus.js';
+import { Bus, Forward, type BusTarget, type RequestContext } from '../../src/bus/bus.js';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from '../../src/bus/envelope.js';
 import { TabAgentError } from '../../src/protocol/errors.js';
 
@@ -50,25 +50,48 @@ t.test('cancellation reaches the running handler through its AbortSignal', async
   t.ok(sawAbort);
 });
 
-t.test('cancelling a request cancels the requests it forwarded (parent), and so does its deadline', async (t) => {
+t.test('a forwarded request keeps its identity: chunks and reply go to the caller, its cancel and deadline reach the owner', async (t) => {
   const bus = new Bus();
   bus.open('owner');
   bus.open('middle');
   const reasons: string[] = [];
-  bus.attach('owner', target((ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
-    reasons.push((ctx.signal.reason as TabAgentError).code);
-    resolve('partial');
-  }))));
-  bus.attach('middle', target((ctx) => bus.request('owner', body('inner'), { from: 'middle', parent: ctx.envelope.id })));
+  const seen: { from: string; route: string }[] = [];
+  let settled = 0;
+  bus.attach('owner', target((ctx) => {
+    seen.push({ from: ctx.envelope.from, route: ctx.envelope.body.route });
+    ctx.emit({ delta: 'a' });
+    return new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
+      reasons.push((ctx.signal.reason as TabAgentError).code);
+      resolve('partial');
+    }));
+  }));
+  bus.attach('middle', { receive: (ctx) => new Forward('owner', { ...ctx.envelope.body, route: 'inner' }, () => settled++) });
   const ac = new AbortController();
-  const outer = bus.request('middle', body('outer'), { from: 'test', signal: ac.signal });
+  const chunks: unknown[] = [];
+  const outer = bus.request('middle', body('outer'), { from: 'test', signal: ac.signal, onChunk: (c) => chunks.push(c) });
   await new Promise((r) => setTimeout(r, 10));
   ac.abort();
   t.equal(await outer, 'partial', 'the owner ended with what it had');
+  t.same(chunks, [{ delta: 'a' }], "the owner's chunks reached the caller");
+  t.same(seen, [{ from: 'middle', route: 'inner' }], 'the owner got the forwarded body, from the forwarder');
   const timed = bus.request('middle', body('outer2'), { from: 'test', timeoutMs: 20 });
   await t.rejects(timed, { code: 'TIMEOUT' });
   await new Promise((r) => setTimeout(r, 10));
   t.same(reasons, ['CANCELLED', 'TIMEOUT'], 'the forwarded request saw each abort with its reason');
+  t.equal(settled, 2, 'onSettled ran once per forwarded request');
+});
+
+t.test('a forward to a missing or full address fails the request with a clear error', async (t) => {
+  const bus = new Bus();
+  bus.open('full', { mailboxCapacity: 1, concurrency: 1 });
+  bus.open('middle');
+  bus.attach('middle', { receive: (ctx) => new Forward(ctx.envelope.body.route, ctx.envelope.body) });
+  await t.rejects(bus.request('middle', body('nowhere'), { from: 'test' }), { code: 'UNAVAILABLE', message: /no actor at nowhere/ });
+  // 'full' has no target yet: its one mailbox slot fills and the next forward is refused.
+  const first = bus.request('middle', body('full'), { from: 'test' });
+  await t.rejects(bus.request('middle', body('full'), { from: 'test' }), { code: 'BUSY', message: /full is busy/ });
+  bus.attach('full', target(() => 'served'));
+  t.equal(await first, 'served', 'the forward that fitted is served');
 });
 
 t.test('a cancelled queued request ends with CANCELLED without running', async (t) => {

@@ -20,14 +20,12 @@ export class Exchange {
   readonly host: string;
   readonly origin: string;
   readonly contentLength: string;
-  readonly accept: string;
-  /** Access-Control-Request-* headers, for preflights. */
-  readonly preflight: { method: string; headers: string; privateNetwork: boolean };
+  /** Access-Control-Request-* headers, read only for OPTIONS (each header read is a call into uWS). */
+  readonly preflight: { method: string; headers: string; privateNetwork: boolean } | undefined;
   readonly requestId: string;
   /** Set when the X-Request-Id header was present but unusable. */
   readonly badRequestId: string | undefined;
   readonly startedAt = performance.now();
-  /** Aborted when the client disconnects; handlers pass it on to the bus so the work is cancelled. */
   /** Cancels the exchange's bus request when the client disconnects or the server shuts down. */
   readonly cancel = new LazyCancel();
   aborted = false;
@@ -51,12 +49,14 @@ export class Exchange {
     this.host = req.getHeader('host');
     this.origin = req.getHeader('origin');
     this.contentLength = req.getHeader('content-length');
-    this.accept = req.getHeader('accept');
-    this.preflight = {
-      method: req.getHeader('access-control-request-method'),
-      headers: req.getHeader('access-control-request-headers'),
-      privateNetwork: req.getHeader('access-control-request-private-network') === 'true',
-    };
+    this.preflight =
+      this.method === 'OPTIONS'
+        ? {
+            method: req.getHeader('access-control-request-method'),
+            headers: req.getHeader('access-control-request-headers'),
+            privateNetwork: req.getHeader('access-control-request-private-network') === 'true',
+          }
+        : undefined;
     const given = req.getHeader('x-request-id');
     if (given === '' || REQUEST_ID.test(given)) this.requestId = given || nextId();
     else {

@@ -128,7 +128,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
     if (methods.length === 0) return ex.fail(new TabAgentError('ROUTE_NOT_FOUND', `no endpoint at ${ex.path}; GET /v1/routes lists them`));
     const allow = [...methods, 'OPTIONS'].join(', ');
     const extra: [string, string][] = [['Allow', allow]];
-    if (ex.origin && ex.preflight.method) extra.push(...preflightHeaders([...methods, 'OPTIONS'], ex.preflight.headers, ex.preflight.privateNetwork));
+    if (ex.origin && ex.preflight?.method) extra.push(...preflightHeaders([...methods, 'OPTIONS'], ex.preflight.headers, ex.preflight.privateNetwork));
     ex.send(204, 'text/plain', '', extra);
   };
 
