@@ -683,7 +683,8 @@ export class InferenceEngine {
         });
         loadedModel.runners.push(new ContextRunner(context, loadedModel, this.opts.maxSequences, this.opts.batchSize));
       }
-      this.log?.info('model loaded', { model: id, path, context_size: contextSize, chat_wrapper: loadedModel.chatWrapper.wrapperName });
+      // 'prebuilt' batches at about half the speed of a local build (`tabagent build-llama`, docs/tuning.md)
+      this.log?.info('model loaded', { model: id, path, context_size: contextSize, chat_wrapper: loadedModel.chatWrapper.wrapperName, llama_build: llama.buildType });
       return loadedModel;
     } catch (err) {
       await model.dispose();
