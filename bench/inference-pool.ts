@@ -49,6 +49,8 @@ export interface Measurement {
 export interface PoolBenchReport {
   rows: Measurement[];
   figures: Figure[];
+  /** node-llama-cpp's binaries in use: 'prebuilt', or 'localBuild' after `tabagent build-llama`. */
+  llamaBuild: string;
 }
 
 /** The same sampling on both sides (min_p off: LlamaCompletion's default). */
@@ -286,7 +288,7 @@ export async function runPoolBench(options: PoolBenchOptions = {}): Promise<Pool
     await llama.dispose();
     await rm(dir, { recursive: true, force: true });
   }
-  return { rows, figures };
+  return { rows, figures, llamaBuild: llama.buildType };
 }
 
 const RAW = 'raw node-llama-cpp';
@@ -391,7 +393,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (arg('write') !== 'false') {
     const file = writeResult({
       suite: 'inference-pool',
-      title: 'Inference pool (worker threads) vs raw node-llama-cpp, reference model',
+      title: `Inference pool (worker threads) vs raw node-llama-cpp, reference model, llama.cpp ${report.llamaBuild === 'localBuild' ? 'built here by `tabagent build-llama`' : 'prebuilt binaries'}`,
       command: `node dist/bench/inference-pool.js ${process.argv.slice(2).join(' ')}`.trim(),
       figures: report.figures,
       rows: report.rows,
