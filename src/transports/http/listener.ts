@@ -45,6 +45,8 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
   const config = (): typeof ctx.store.config => ctx.store.config;
   const app = uWS.App();
   const table = new RouteTable<Handler>();
+  /** Paths whose errors OpenAI clients parse: a wrong method there answers in OpenAI's shape too. */
+  const openaiPaths = new RouteTable<true>();
   const operations: Operation[] = [];
   const stats = newStats(opts.name, '');
   const policy = new AccessPolicy(config, opts.host);
@@ -78,6 +80,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
     operations,
     bind(method, path, handler, doc) {
       if (!table.add(method, path, handler)) return false;
+      if (doc.openaiErrors) openaiPaths.add('*', path, true);
       operations.push({ method, path, doc });
       return true;
     },
@@ -117,6 +120,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
       return;
     }
     if (found.kind === 'method') {
+      if (openaiPaths.lookup('*', ex.path).kind === 'found') ex.errorStyle = 'openai';
       const allow = [...found.allowed, 'OPTIONS'].join(', ');
       return ex.fail(new TabAgentError('METHOD_NOT_ALLOWED', `${ex.method} is not allowed on ${ex.path}; allowed: ${allow}`, { allowed: found.allowed }), [['Allow', allow]]);
     }

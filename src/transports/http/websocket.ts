@@ -106,7 +106,9 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
   };
 
   app.ws<Socket>(WS_PATH, {
-    maxPayloadLength: cfg.ws_max_payload_bytes,
+    // uWS drops a connection whose message passes this; up to twice the configured limit the server answers
+    // with an error frame instead, so a too-big request costs only itself, not the socket's other requests.
+    maxPayloadLength: 2 * cfg.ws_max_payload_bytes,
     // Our own queue bounds memory (see `soft`); uWS must never silently drop a frame of the contract.
     maxBackpressure: 1024 * 1024 * 1024,
     closeOnBackpressureLimit: 0,
@@ -135,6 +137,10 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
       const s = ws.getUserData();
       stats.ws_messages_in++;
       s.lastBinary = isBinary;
+      const limit = cfg.ws_max_payload_bytes;
+      if (message.byteLength > limit) {
+        return s.session.reject(new TabAgentError('PAYLOAD_TOO_LARGE', `the message (${message.byteLength} bytes) is larger than the limit of ${limit} bytes (http.ws_max_payload_bytes)`, { limit_bytes: limit }));
+      }
       let decoded: unknown;
       try {
         decoded = isBinary ? msgpack.unpack(Buffer.from(message)) : parseJsonBody(Buffer.from(message).toString('utf8'), 'message');

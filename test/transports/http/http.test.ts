@@ -64,6 +64,12 @@ t.test('unknown path 404, wrong method 405 with Allow', async (t) => {
   t.equal(na.status, 405);
   t.equal(na.headers['allow'], 'GET, OPTIONS');
   t.same(na.json().errors.allowed, ['GET']);
+  const openai = await raw(server.url, 'GET', '/v1/chat/completions');
+  t.equal(openai.status, 405);
+  t.equal(openai.headers['allow'], 'POST, OPTIONS');
+  t.match(openai.json().error, { code: 'method_not_allowed', message: /GET is not allowed on \/v1\/chat\/completions/ }, "an OpenAI path answers a wrong method in OpenAI's error shape");
+  const model = await raw(server.url, 'DELETE', '/v1/models/some-model');
+  t.equal(model.json().error?.code, 'method_not_allowed', 'parameterised OpenAI paths too');
 });
 
 t.test('a body past the limit is a 413, declared or streamed', async (t) => {

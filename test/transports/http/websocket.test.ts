@@ -3,6 +3,7 @@ import { pack, unpack } from 'msgpackr';
 import t from 'tap';
 import WebSocket from 'ws';
 import { LONG_OUTPUT, startTestServer } from './fixture.js';
+import { settle } from '../../helpers/wait.js';
 
 const maxPayload = 64 * 1024;
 const server = await startTestServer({ flags: { 'http.cors_origins': ['http://app.example'], 'http.ws_max_payload_bytes': maxPayload } });
@@ -93,15 +94,31 @@ t.test('bad frames get error frames and the socket keeps working', async (t) => 
   ws.close();
 });
 
-t.test('a message over http.ws_max_payload_bytes closes that socket only', async (t) => {
+t.test('a message over http.ws_max_payload_bytes gets an error frame naming the limit; the socket goes on', async (t) => {
+  const ws = await open();
+  const frames: any[] = [];
+  ws.on('message', (d: Buffer) => frames.push(JSON.parse(d.toString())));
+  const until = async (n: number) => settle(() => frames.length, (len) => len >= n);
+  ws.send(JSON.stringify({ request_id: 'big-1', route: 'health', payload: { pad: 'x'.repeat(maxPayload + 1) } }));
+  await until(1);
+  t.equal(frames[0]?.success, false);
+  t.equal(frames[0]?.error.code, 'PAYLOAD_TOO_LARGE');
+  t.match(frames[0]?.error.message, new RegExp(`larger than the limit of ${maxPayload} bytes \\(http.ws_max_payload_bytes\\)`));
+  ws.send(JSON.stringify({ request_id: 'after-big', route: 'health' }));
+  await until(2);
+  t.same([frames[1]?.request_id, frames[1]?.success], ['after-big', true], 'the same socket serves the next request');
+  ws.close();
+});
+
+t.test('a message past twice the limit ends that socket only (uWS drops it unread)', async (t) => {
   const ws = await open();
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
-  ws.send(JSON.stringify({ request_id: 'big-1', route: 'health', payload: { pad: 'x'.repeat(maxPayload + 1) } }));
-  t.ok([1006, 1009].includes(await closed), 'the oversized message ends the connection (uWS drops it before parsing)');
+  ws.send(JSON.stringify({ request_id: 'huge-1', route: 'health', payload: { pad: 'x'.repeat(2 * maxPayload + 1) } }));
+  t.ok([1006, 1009].includes(await closed), 'the connection ends');
   const next = await open();
   const reply = await new Promise<any>((resolve) => {
     next.once('message', (d: Buffer) => resolve(JSON.parse(d.toString())));
-    next.send(JSON.stringify({ request_id: 'after-big', route: 'health' }));
+    next.send(JSON.stringify({ request_id: 'after-huge', route: 'health' }));
   });
   t.equal(reply.success, true, 'the server keeps serving other sockets');
   next.close();
