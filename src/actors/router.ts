@@ -10,8 +10,6 @@ import { Actor } from './actor.js';
 
 export class RouterActor extends Actor {
   private readonly table: Map<string, RouteDef>;
-  /** Envelope ids of in-flight requests by client request id, so stop_generation can reach them from any carrier. */
-  private readonly inflight = new Map<string, string | string[]>();
 
   constructor(bus: Bus, log: Log, routes: readonly RouteDef[]) {
     super(Addresses.router, bus, log);
@@ -35,35 +33,16 @@ export class RouterActor extends Actor {
     if (!this.bus.has(def.owner)) {
       return Promise.reject(new TabAgentError('UNAVAILABLE', `route '${route}' is not served in this mode (its actor '${def.owner}' is not running)`));
     }
-    return this.forward(ctx.envelope.id, def, parsed.output, requestId);
-  }
-
-  /** Hands the request itself to its owner (same envelope id): stop_generation, a carrier's cancel and the deadline all reach it. */
-  private forward(envId: string, def: RouteDef, payload: unknown, requestId: string): Forward {
-    // one request per id is the rule (carriers refuse duplicates); a list only when carriers reuse an id
-    const ids = this.inflight.get(requestId);
-    if (ids === undefined) this.inflight.set(requestId, envId);
-    else this.inflight.set(requestId, typeof ids === 'string' ? [ids, envId] : [...ids, envId]);
-    const done = (): void => {
-      const ids = this.inflight.get(requestId);
-      if (typeof ids === 'string' || ids === undefined) {
-        if (ids === envId) this.inflight.delete(requestId);
-        return;
-      }
-      const left = ids.filter((id) => id !== envId);
-      if (left.length === 0) this.inflight.delete(requestId);
-      else this.inflight.set(requestId, left.length === 1 ? left[0]! : left);
-    };
-    return new Forward(def.owner, { route: def.name, payload, requestId }, done);
+    // The request itself goes on (same envelope id): a carrier's cancel, stop_generation and the deadline all reach the owner.
+    return new Forward(def.owner, { route: def.name, payload: parsed.output, requestId });
   }
 
   private serve(route: string, payload: unknown): unknown {
     if (route === 'stop_generation') {
       const target = (payload as { request_id: string }).request_id;
-      const ids = this.inflight.get(target);
-      if (!ids) return { request_id: target, stopped: false };
-      for (const id of typeof ids === 'string' ? [ids] : ids) this.bus.cancel(id, new TabAgentError('CANCELLED', 'stopped by stop_generation'));
-      return { request_id: target, stopped: true };
+      // Every carrier's requests pass here, so this finds the id whichever carrier sent it (all of them, if several reuse it).
+      const stopped = this.bus.cancelWhere((env) => env.from === Addresses.router && env.body.requestId === target, new TabAgentError('CANCELLED', 'stopped by stop_generation'));
+      return { request_id: target, stopped: stopped > 0 };
     }
     throw new TabAgentError('ROUTE_NOT_FOUND', `the router does not serve '${route}'`);
   }

@@ -3,6 +3,7 @@ import type { CancelSignal } from './cancel.js';
 import type { Envelope, Priority, RequestBody } from './envelope.js';
 import { nextId } from './envelope.js';
 import { Mailbox } from './mailbox.js';
+import { LinkedSet } from '../runtime/linked-set.js';
 import { TabAgentError, toTabAgentError, type ErrorBody } from '../protocol/errors.js';
 
 /** What a handler gets besides the envelope: a signal that fires on cancel or deadline, and a way to stream. */
@@ -25,8 +26,6 @@ export class Forward {
   constructor(
     readonly to: string,
     readonly body: RequestBody,
-    /** Called once when the forwarded request ends, however it ends. */
-    readonly onSettled?: () => void,
   ) {}
 }
 
@@ -54,17 +53,42 @@ interface Slot {
   concurrency: number;
 }
 
-interface Delivery {
-  /** Replaced (same id) when a handler forwards the request. */
-  env: Envelope<RequestBody>;
+/** One request in flight; it is also the context its handler gets (one object per request, not one per hop). */
+class Delivery implements RequestContext {
   /** Created when the handler first reads its signal, or when the request is aborted. */
-  controller?: AbortController;
-  onChunk?: (chunk: unknown) => void;
-  onSettled?: () => void;
-  resolve: (value: unknown) => void;
-  reject: (err: TabAgentError) => void;
-  settled: boolean;
-  timer?: NodeJS.Timeout;
+  controller: AbortController | undefined;
+  onChunk: ((chunk: unknown) => void) | undefined;
+  settled = false;
+  timer: NodeJS.Timeout | undefined;
+  /** Links in the bus's set of requests in flight. */
+  prev: Delivery | undefined;
+  next: Delivery | undefined;
+
+  constructor(
+    /** Replaced (same id) when a handler forwards the request. */
+    public env: Envelope<RequestBody>,
+    readonly resolve: (value: unknown) => void,
+    readonly reject: (err: TabAgentError) => void,
+  ) {}
+
+  get envelope(): Envelope<RequestBody> {
+    return this.env;
+  }
+  get signal(): AbortSignal {
+    return (this.controller ??= new AbortController()).signal;
+  }
+  get requestId(): string {
+    return this.env.body.requestId;
+  }
+  get priority(): Priority {
+    return this.env.priority;
+  }
+  get deadline(): number | undefined {
+    return this.env.deadline;
+  }
+  emit(chunk: unknown): void {
+    if (!this.settled && this.onChunk) this.onChunk(chunk);
+  }
 }
 
 export type EventListener = (env: Envelope) => void;
@@ -84,7 +108,8 @@ export interface AddressOptions {
 export class Bus {
   private readonly slots = new Map<string, Slot>();
   private readonly listeners = new Map<string, Set<EventListener>>();
-  private readonly inflight = new Map<string, Delivery>();
+  /** Requests in flight, queued or running. */
+  private readonly inflight = new LinkedSet<Delivery>();
 
   /** Opens an address; requests queue in its mailbox until a target is attached. */
   open(address: string, opts: AddressOptions = {}): void {
@@ -136,32 +161,39 @@ export class Bus {
     };
     if (deadline !== undefined) env.deadline = deadline;
     return new Promise((resolve, reject) => {
-      const d: Delivery = { env, resolve, reject, settled: false };
-      if (opts.onChunk) d.onChunk = opts.onChunk;
+      const d = new Delivery(env, resolve, reject);
+      d.onChunk = opts.onChunk;
       if (!slot.mailbox.offer(d)) {
         reject(busy(to, slot));
         return;
       }
-      this.inflight.set(env.id, d);
+      this.inflight.add(d);
       if (deadline !== undefined) {
         const ms = deadline - Date.now();
         d.timer = setTimeout(() => this.expire(d), Math.max(0, ms));
       }
       if (opts.signal) {
-        if (opts.signal.aborted) this.cancel(env.id);
-        else opts.signal.addEventListener('abort', () => this.cancel(env.id), { once: true });
+        if (opts.signal.aborted) this.cancel(d, cancelled());
+        else opts.signal.addEventListener('abort', () => this.cancel(d, cancelled()), { once: true });
       }
       this.pump(slot);
     });
   }
 
   /**
-   * Cancels a request: a queued one ends at once with CANCELLED; a running one has its signal
-   * aborted and ends when its handler returns (a generation then replies with what it produced).
+   * Cancels every request in flight whose envelope `match` selects; returns how many. A queued one ends at
+   * once with CANCELLED; a running one has its signal aborted and ends when its handler returns (a
+   * generation then replies with what it produced). A scan: for rare operations (stop_generation), so that
+   * no request pays for an index it almost never needs.
    */
-  cancel(envelopeId: string, reason: unknown = new TabAgentError('CANCELLED', 'the request was cancelled')): boolean {
-    const d = this.inflight.get(envelopeId);
-    if (!d || d.settled) return false;
+  cancelWhere(match: (env: Envelope<RequestBody>) => boolean, reason: unknown = cancelled()): number {
+    let n = 0;
+    for (const d of this.inflight.toArray()) if (match(d.env) && this.cancel(d, reason)) n++;
+    return n;
+  }
+
+  private cancel(d: Delivery, reason: unknown): boolean {
+    if (d.settled) return false;
     const slot = this.slots.get(d.env.to);
     if (slot && slot.mailbox.remove((q) => q === d)) {
       this.fail(d, new TabAgentError('CANCELLED', 'the request was cancelled before it started'));
@@ -216,21 +248,9 @@ export class Bus {
       return;
     }
     slot.running++;
-    const ctx: RequestContext = {
-      envelope: d.env,
-      get signal() {
-        return (d.controller ??= new AbortController()).signal;
-      },
-      requestId: d.env.body.requestId,
-      priority: d.env.priority,
-      emit: (chunk) => {
-        if (!d.settled && d.onChunk) d.onChunk(chunk);
-      },
-    };
-    if (d.env.deadline !== undefined) (ctx as { deadline?: number }).deadline = d.env.deadline;
     let result: Promise<unknown> | Forward;
     try {
-      result = target.receive(ctx);
+      result = target.receive(d);
     } catch (err) {
       result = Promise.reject(err);
     }
@@ -256,7 +276,6 @@ export class Bus {
 
   /** Re-addresses a running delivery to the forward's owner, keeping its id, so cancel and deadline still find it. */
   private redirect(d: Delivery, f: Forward): void {
-    if (f.onSettled) d.onSettled = f.onSettled;
     const slot = this.slots.get(f.to);
     if (!slot) return this.fail(d, new TabAgentError('UNAVAILABLE', `no actor at ${f.to}`));
     if (d.controller?.signal.aborted) return this.fail(d, toTabAgentError(d.controller.signal.reason));
@@ -289,9 +308,12 @@ export class Bus {
   private settle(d: Delivery): void {
     d.settled = true;
     if (d.timer) clearTimeout(d.timer);
-    this.inflight.delete(d.env.id);
-    d.onSettled?.();
+    this.inflight.delete(d);
   }
+}
+
+function cancelled(): TabAgentError {
+  return new TabAgentError('CANCELLED', 'the request was cancelled');
 }
 
 function busy(address: string, slot: Slot): TabAgentError {

@@ -20,7 +20,7 @@ export class Exchange {
   readonly host: string;
   readonly origin: string;
   readonly contentLength: string;
-  /** Access-Control-Request-* headers, read only for OPTIONS (each header read is a call into uWS). */
+  /** Access-Control-Request-* headers, read only for OPTIONS. */
   readonly preflight: { method: string; headers: string; privateNetwork: boolean } | undefined;
   readonly requestId: string;
   /** Set when the X-Request-Id header was present but unusable. */
@@ -36,6 +36,9 @@ export class Exchange {
   headers: [string, string][] = [];
   /** Status of a streamed response once its head is written. */
   streamStatus = 0;
+  /** Links in the listener's set of exchanges in flight. */
+  prev: Exchange | undefined;
+  next: Exchange | undefined;
   private remote: string | undefined;
 
   constructor(
@@ -48,7 +51,8 @@ export class Exchange {
     this.query = req.getQuery() ?? '';
     this.host = req.getHeader('host');
     this.origin = req.getHeader('origin');
-    this.contentLength = req.getHeader('content-length');
+    // each header read is a call into uWS: only what this method can use
+    this.contentLength = this.method === 'GET' || this.method === 'HEAD' ? '' : req.getHeader('content-length');
     this.preflight =
       this.method === 'OPTIONS'
         ? {

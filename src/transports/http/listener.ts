@@ -8,6 +8,7 @@ import type { Handler, ListenerContext, Operation } from './context.js';
 import { bindDocs } from './docs.js';
 import { Exchange, type ExchangeOwner } from './exchange.js';
 import { bindOpenAi } from './openai/index.js';
+import { LinkedSet } from '../../runtime/linked-set.js';
 import { RateLimiter } from './rate-limit.js';
 import { RouteTable } from './route-table.js';
 import { AccessPolicy, corsHeaders, preflightHeaders } from './security.js';
@@ -51,7 +52,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
   const stats = newStats(opts.name, '');
   const policy = new AccessPolicy(config, opts.host);
   const limiter = new RateLimiter(() => config().http.rate_limit_per_minute);
-  const inflight = new Set<Exchange>();
+  const inflight = new LinkedSet<Exchange>();
   let draining = false;
 
   const owner: ExchangeOwner = {
@@ -158,7 +159,7 @@ export async function startHttpListener(ctx: ServerContext, opts: HttpListenerOp
       while ((inflight.size > 0 || (ws?.inFlight ?? 0) > 0) && Date.now() < until) await sleep(10);
       if (inflight.size > 0 || (ws?.inFlight ?? 0) > 0) {
         log.warn('drain timeout: cancelling requests still running', { http: inflight.size, websocket: ws?.inFlight ?? 0 });
-        for (const ex of inflight) ex.cancel.abort(new TabAgentError('CANCELLED', 'the server is shutting down'));
+        for (const ex of inflight.toArray()) ex.cancel.abort(new TabAgentError('CANCELLED', 'the server is shutting down'));
         ws?.cancelAll();
         // A cancelled generation still answers (with what it produced): give those answers a moment to go out.
         const grace = Date.now() + 1000;
