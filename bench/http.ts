@@ -1,10 +1,12 @@
 /**
  * HTTP transport benchmark, all in one process: raw uWebSockets.js hello-world vs `GET /v1/health` through the
  * bus (same connection count, one keep-alive load generator on a worker thread), WebSocket round trips, and
- * one SSE chat stream's tokens/s vs the same generations called on the inference pool in process.
+ * one SSE chat stream's tokens/s vs the same generations called on the inference pool in process. With wrk
+ * installed (Debian package), the health figure is also taken by wrk from its own process.
  * Run: npx tsc -p tsconfig.json && node dist/bench/http.js [--connections 64] [--seconds 3] [--rounds 2] [--streams 8] [--tokens 64] [--size small]
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,6 +70,20 @@ function load(port: number, urlPath: string, connections: number, seconds: numbe
   });
 }
 
+/** The same closed loop from wrk (a C load generator in its own process), when it is installed: an independent check. */
+function wrk(port: number, urlPath: string, connections: number, seconds: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const p = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, `http://127.0.0.1:${port}${urlPath}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d));
+    p.once('error', () => resolve(undefined));
+    p.once('exit', () => {
+      const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
+      resolve(m ? Number(m[1]) : undefined);
+    });
+  });
+}
+
 function startRawHello(): Promise<{ port: number; close(): void }> {
   const app = uWS.App();
   app.get('/hello', (res) => {
@@ -99,6 +115,8 @@ async function wsRoundTrips(url: string, n: number): Promise<number[]> {
 }
 
 const PROMPT = 'Tell me a story about the sea.';
+/** Generations before each side's measured ones: both start with warm code paths and a loaded model. */
+const WARMUP = 3;
 const quietLog = (): RootLog => Object.assign(Object.create(silentLog), { setLevel() {} }) as RootLog;
 
 /** Tokens/s of `streams` generations one after another (same seeds on both sides, so the same tokens). */
@@ -114,7 +132,7 @@ async function poolRate(dataDir: string, modelPath: string, streams: number, max
   await pool.start();
   try {
     await pool.load('bench', modelPath);
-    await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: 4, seed: 1 });
+    for (let i = 0; i < WARMUP; i++) await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: 32, seed: i }, { onText: () => {} });
     let tokens = 0;
     const t0 = performance.now();
     for (let i = 0; i < streams; i++) {
@@ -148,7 +166,7 @@ async function sseRate(dataDir: string, modelPath: string, streams: number, maxT
     const port = Number(new URL(server.context.facts.listeners['http']!).port);
     const body = (maxTokens: number, seed: number): string =>
       JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: maxTokens, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } });
-    await sseChat(port, body(4, 1));
+    for (let i = 0; i < WARMUP; i++) await sseChat(port, body(32, i));
     let tokens = 0;
     const t0 = performance.now();
     for (let i = 0; i < streams; i++) tokens += await sseChat(port, body(maxTokens, 100 + i));
@@ -193,6 +211,15 @@ async function main(): Promise<void> {
   const rawMed = median(rawRps);
   const busMed = median(busRps);
   const ratio = Math.round((busMed / rawMed) * 1000) / 1000;
+  const wrkRaw: number[] = [];
+  const wrkBus: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const a = await wrk(raw.port, '/hello', connections, seconds);
+    const b = await wrk(port, '/v1/health', connections, seconds);
+    if (a === undefined || b === undefined) break;
+    wrkRaw.push(a);
+    wrkBus.push(b);
+  }
   const lat = await wsRoundTrips(server.context.facts.listeners['ws']!, 2000);
 
   raw.close();
@@ -241,6 +268,18 @@ async function main(): Promise<void> {
       pass: sseRatio >= 0.97,
       notes: `synthetic ${size} model, ${streams} streams x ${maxTokens} tokens per round, same seeds; rounds pool ${poolRates.map(Math.round).join('/')} vs SSE ${sseRates.map(Math.round).join('/')}`,
     },
+    ...(wrkRaw.length === 0
+      ? []
+      : [
+          {
+            name: 'GET /v1/health through the bus, wrk',
+            value: Math.round(median(wrkBus)),
+            unit: 'req/s',
+            baseline: { name: 'raw uWebSockets.js hello-world, wrk', value: Math.round(median(wrkRaw)) },
+            ratio: Math.round((median(wrkBus) / median(wrkRaw)) * 1000) / 1000,
+            notes: `wrk -t1 -c${connections} in its own process (lighter than the in-process generator, so the server is pushed harder); rounds raw ${wrkRaw.map(Math.round).join('/')} vs bus ${wrkBus.map(Math.round).join('/')}`,
+          } satisfies Figure,
+        ]),
     { name: 'WebSocket health round trip (1 in flight)', value: pct(lat, 50), unit: 'ms', p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), notes: `${lat.length} requests, JSON frames` },
   ];
   writeResult({ suite: 'http', title: 'HTTP and WebSocket transport', command: `node dist/bench/http.js --connections ${connections} --seconds ${seconds} --rounds ${rounds} --streams ${streams} --tokens ${maxTokens}`, figures });
