@@ -108,7 +108,7 @@ export function attachWebSocket(app: TemplatedApp, lc: ListenerContext, policy: 
   app.ws<Socket>(WS_PATH, {
     // uWS drops a connection whose message passes this; up to twice the configured limit the server answers
     // with an error frame instead, so a too-big request costs only itself, not the socket's other requests.
-    maxPayloadLength: 2 * cfg.ws_max_payload_bytes,
+    maxPayloadLength: Math.min(2 * cfg.ws_max_payload_bytes, 2 ** 31 - 1),
     // Our own queue bounds memory (see `soft`); uWS must never silently drop a frame of the contract.
     maxBackpressure: 1024 * 1024 * 1024,
     closeOnBackpressureLimit: 0,
