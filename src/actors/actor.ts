@@ -1,5 +1,5 @@
 /** The actor base: a named address on the bus, route handlers, start/stop, and a crash signal for its supervisor. */
-import type { Bus, BusTarget, Forward, RequestContext } from '../bus/bus.js';
+import type { Answer, Bus, BusTarget, RequestContext } from '../bus/bus.js';
 import { TabAgentError } from '../protocol/errors.js';
 import type { Log } from '../runtime/logger.js';
 
@@ -32,18 +32,13 @@ export abstract class Actor implements BusTarget {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
 
-  receive(ctx: RequestContext): Promise<unknown> | Forward {
+  receive(ctx: RequestContext): Answer {
     const route = ctx.envelope.body.route;
     const handler = this.handlers.get(route);
-    if (!handler) return Promise.reject(new TabAgentError('ROUTE_NOT_FOUND', `${this.address} does not serve route '${route}'`));
-    let result: unknown;
-    try {
-      result = handler.call(this, ctx.envelope.body.payload, ctx);
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    if (!handler) throw new TabAgentError('ROUTE_NOT_FOUND', `${this.address} does not serve route '${route}'`);
+    const result = handler.call(this, ctx.envelope.body.payload, ctx);
     // A crash of the actor fails the requests it was running; a fresh instance serves the queue.
-    return result instanceof Promise ? Promise.race([result, this.crashed]) : Promise.resolve(result);
+    return result instanceof Promise ? Promise.race([result, this.crashed]) : result;
   }
 
   /** Set by the supervisor. */

@@ -1,7 +1,7 @@
 /** The router actor: every carrier's requests arrive here, are validated once against the route table, and go to their owner. */
 import * as v from 'valibot';
 import { Addresses } from '../bus/addresses.js';
-import { Forward, type Bus, type RequestContext } from '../bus/bus.js';
+import { Forward, type Answer, type Bus, type RequestContext } from '../bus/bus.js';
 import { validationError } from '../protocol/contract.js';
 import { TabAgentError } from '../protocol/errors.js';
 import type { RouteDef } from '../protocol/route.js';
@@ -21,17 +21,15 @@ export class RouterActor extends Actor {
     return [...this.table.keys()].sort();
   }
 
-  override receive(ctx: RequestContext): Promise<unknown> | Forward {
+  override receive(ctx: RequestContext): Answer {
     const { route, payload, requestId } = ctx.envelope.body;
     const def = this.table.get(route);
-    if (!def) {
-      return Promise.reject(new TabAgentError('ROUTE_NOT_FOUND', `unknown route '${route}'`, { route, available: this.routeNames }));
-    }
+    if (!def) throw new TabAgentError('ROUTE_NOT_FOUND', `unknown route '${route}'`, { route, available: this.routeNames });
     const parsed = v.safeParse(def.input, payload ?? undefined);
-    if (!parsed.success) return Promise.reject(validationError(parsed.issues, `payload of '${route}'`));
-    if (def.owner === Addresses.router) return Promise.resolve(this.serve(route, parsed.output));
+    if (!parsed.success) throw validationError(parsed.issues, `payload of '${route}'`);
+    if (def.owner === Addresses.router) return this.serve(route, parsed.output);
     if (!this.bus.has(def.owner)) {
-      return Promise.reject(new TabAgentError('UNAVAILABLE', `route '${route}' is not served in this mode (its actor '${def.owner}' is not running)`));
+      throw new TabAgentError('UNAVAILABLE', `route '${route}' is not served in this mode (its actor '${def.owner}' is not running)`);
     }
     // The request itself goes on (same envelope id): a carrier's cancel, stop_generation and the deadline all reach the owner.
     return new Forward(def.owner, { route: def.name, payload: parsed.output, requestId });

@@ -29,10 +29,16 @@ export class Forward {
   ) {}
 }
 
+/**
+ * A target's answer to one request: the reply body itself (a handler that needs no await costs no promise
+ * and no microtask), a promise of it, or a Forward. A reply body is plain data, never a Promise or a Forward.
+ */
+export type Answer = Forward | Promise<unknown> | unknown;
+
 /** Something that can receive requests at an address: an actor, or anything the bus can hand work to. */
 export interface BusTarget {
-  /** Starts handling one request; resolves with the reply body or rejects with an error, or hands it on. */
-  receive(ctx: RequestContext): Promise<unknown> | Forward;
+  /** Starts handling one request: answers (see Answer), or throws (or rejects) with the error. */
+  receive(ctx: RequestContext): Answer;
 }
 
 export interface RequestOptions {
@@ -65,8 +71,8 @@ class Delivery implements RequestContext {
   next: Delivery | undefined;
 
   constructor(
-    /** Replaced (same id) when a handler forwards the request. */
-    public env: Envelope<RequestBody>,
+    /** Re-addressed in place (same id) when a handler forwards the request. */
+    readonly env: Envelope<RequestBody>,
     readonly resolve: (value: unknown) => void,
     readonly reject: (err: TabAgentError) => void,
   ) {}
@@ -248,16 +254,18 @@ export class Bus {
       return;
     }
     slot.running++;
-    let result: Promise<unknown> | Forward;
+    let result: Answer;
     try {
       result = target.receive(d);
     } catch (err) {
-      result = Promise.reject(err);
-    }
-    if (result instanceof Forward) {
       slot.running--;
-      this.redirect(d, result);
-      this.pump(slot);
+      this.failed(d, err);
+      return;
+    }
+    if (!(result instanceof Promise)) {
+      slot.running--;
+      if (result instanceof Forward) this.redirect(d, result);
+      else this.succeed(d, result);
       return;
     }
     result.then(
@@ -268,10 +276,15 @@ export class Bus {
       },
       (err: unknown) => {
         slot.running--;
-        this.fail(d, toTabAgentError(d.controller?.signal.aborted && !(err instanceof TabAgentError) ? d.controller.signal.reason : err));
+        this.failed(d, err);
         this.pump(slot);
       },
     );
+  }
+
+  /** A handler's error; when the request was aborted, the abort's reason unless the handler gave a typed error. */
+  private failed(d: Delivery, err: unknown): void {
+    this.fail(d, toTabAgentError(d.controller?.signal.aborted && !(err instanceof TabAgentError) ? d.controller.signal.reason : err));
   }
 
   /** Re-addresses a running delivery to the forward's owner, keeping its id, so cancel and deadline still find it. */
@@ -279,7 +292,10 @@ export class Bus {
     const slot = this.slots.get(f.to);
     if (!slot) return this.fail(d, new TabAgentError('UNAVAILABLE', `no actor at ${f.to}`));
     if (d.controller?.signal.aborted) return this.fail(d, toTabAgentError(d.controller.signal.reason));
-    d.env = { ...d.env, from: d.env.to, to: f.to, body: f.body };
+    // The envelope is this delivery's alone (the caller never holds it): re-address it in place.
+    d.env.from = d.env.to;
+    d.env.to = f.to;
+    d.env.body = f.body;
     if (!slot.mailbox.offer(d)) return this.fail(d, busy(f.to, slot));
     this.pump(slot);
   }

@@ -17,6 +17,24 @@ t.test('request/reply by correlation', async (t) => {
   t.same(reply, { got: { n: 1 }, from: 'test' });
 });
 
+t.test('a target may answer at once: a plain value is the reply, a throw is the error, a promise is awaited', async (t) => {
+  const bus = new Bus();
+  bus.open('sync');
+  bus.attach('sync', {
+    receive: (ctx) => {
+      const route = ctx.envelope.body.route;
+      if (route === 'fail') throw new TabAgentError('NOT_FOUND', 'no such thing');
+      if (route === 'later') return Promise.resolve('later');
+      return { route, payload: ctx.envelope.body.payload };
+    },
+  });
+  t.same(await bus.request('sync', body('now', 7), { from: 'test' }), { route: 'now', payload: 7 });
+  await t.rejects(bus.request('sync', body('fail'), { from: 'test' }), { code: 'NOT_FOUND', message: 'no such thing' });
+  t.equal(await bus.request('sync', body('later'), { from: 'test' }), 'later');
+  const many = await Promise.all(Array.from({ length: 2000 }, (_, i) => bus.request('sync', body('now', i), { from: 'test' })));
+  t.same(many.map((r) => (r as { payload: number }).payload), Array.from({ length: 2000 }, (_, i) => i), 'more answers than a mailbox holds, each to its own caller');
+});
+
 t.test('a stream delivers chunks in order, then one final reply', async (t) => {
   const bus = new Bus();
   bus.open('streamer');
