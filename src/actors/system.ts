@@ -16,12 +16,24 @@ export interface ServerFacts {
   checks: Record<string, boolean>;
 }
 
+/** The time as ISO 8601. Formatting one costs ~0.5 µs, a third of a health check's trip through the bus; one string serves every check within its millisecond. */
+let isoAt = 0;
+let isoText = '';
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== isoAt) {
+    isoAt = now;
+    isoText = new Date(now).toISOString();
+  }
+  return isoText;
+}
+
 export class SystemActor extends Actor {
   constructor(bus: Bus, log: Log, private readonly facts: ServerFacts) {
     super(Addresses.system, bus, log);
     this.on('health', () => ({
       status: 'ok',
-      timestamp: new Date().toISOString(),
+      timestamp: isoNow(),
       uptime_s: Math.round((Date.now() - this.facts.startedAt) / 1000),
       version,
     }));

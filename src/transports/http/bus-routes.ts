@@ -6,7 +6,7 @@ import type { CallOptions } from '../gateway.js';
 import type { Handler, ListenerContext } from './context.js';
 import { problemBody } from './errors.js';
 import type { Exchange } from './exchange.js';
-import { buildPayload, objectEntries } from './payload.js';
+import { objectEntries, payloadBuilder, type PayloadParts } from './payload.js';
 import { SseStream } from './sse.js';
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
@@ -49,19 +49,27 @@ function withoutCarrierFields(entries: Record<string, v.GenericSchema>, path: st
 
 function busHandler(lc: ListenerContext, route: RouteDef, method: string): Handler {
   const hasBody = BODY_METHODS.has(method);
+  const build = payloadBuilder(route);
   return (ex, params) => {
-    if (!hasBody) return call(lc, route, ex, params, undefined);
+    if (!hasBody) return call(lc, route, build, ex, params, undefined);
     ex.readBody(lc.config().http.body_limit_bytes).then(
-      (body) => call(lc, route, ex, params, body),
+      (body) => call(lc, route, build, ex, params, body),
       (err: unknown) => ex.fail(toTabAgentError(err)),
     );
   };
 }
 
-function call(lc: ListenerContext, route: RouteDef, ex: Exchange, params: Record<string, string>, body: Buffer | undefined): void {
+function call(
+  lc: ListenerContext,
+  route: RouteDef,
+  build: (parts: PayloadParts) => unknown,
+  ex: Exchange,
+  params: Readonly<Record<string, string>>,
+  body: Buffer | undefined,
+): void {
   let payload: unknown;
   try {
-    payload = buildPayload(route, { method: ex.method, params, query: ex.query, body, remoteAddress: () => ex.remoteAddress });
+    payload = build({ method: ex.method, params, query: ex.query, body, remoteAddress: () => ex.remoteAddress });
   } catch (err) {
     ex.fail(toTabAgentError(err));
     return;

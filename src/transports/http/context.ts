@@ -6,7 +6,7 @@ import type { Gateway } from '../gateway.js';
 import type { Exchange } from './exchange.js';
 import type { HttpStats } from './stats.js';
 
-export type Handler = (ex: Exchange, params: Record<string, string>) => void;
+export type Handler = (ex: Exchange, params: Readonly<Record<string, string>>) => void;
 
 /** How an operation appears in the OpenAPI document: everything comes from valibot schemas, nothing is written twice. */
 export interface OperationDoc {

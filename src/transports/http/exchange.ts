@@ -1,4 +1,5 @@
 /** One HTTP request and its response on uWebSockets.js: headers read up front, abort tracking, corked writes, bodies with a size limit. */
+import { performance } from 'node:perf_hooks';
 import { LazyCancel, type CancelSignal } from '../../bus/cancel.js';
 import { nextId } from '../../bus/envelope.js';
 import { TabAgentError } from '../../protocol/errors.js';
@@ -6,6 +7,7 @@ import { openAiErrorBody, problemBody, retryAfterMs, statusLine, statusOf } from
 import type { HttpRequest, HttpResponse } from './uws.js';
 
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
+const NO_HEADERS: readonly [string, string][] = [];
 
 /** What the listener needs back from each exchange: a hook when it ends, and a hook when the client vanished first. */
 export interface ExchangeOwner {
@@ -33,7 +35,7 @@ export class Exchange {
   /** OpenAI routes answer errors in OpenAI's shape; every other route in RFC 7807. */
   errorStyle: 'problem' | 'openai' = 'problem';
   /** Headers every response of this exchange carries (CORS). */
-  headers: [string, string][] = [];
+  headers: readonly [string, string][] = NO_HEADERS;
   /** Status of a streamed response once its head is written. */
   streamStatus = 0;
   /** Links in the listener's set of exchanges in flight. */
@@ -154,7 +156,8 @@ export class Exchange {
 
   /** Status line and headers: the content type, the request id, CORS, then the caller's. Call inside cork. */
   private writeHeaders(status: number, contentType: string, extra: readonly [string, string][]): void {
-    this.res.writeStatus(statusLine(status));
+    // uWS writes "200 OK" itself when no status is given: one call into it fewer on the common path
+    if (status !== 200) this.res.writeStatus(statusLine(status));
     this.res.writeHeader('Content-Type', contentType);
     this.res.writeHeader('X-Request-Id', this.requestId);
     for (const [k, v] of this.headers) this.res.writeHeader(k, v);

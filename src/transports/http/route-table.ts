@@ -2,10 +2,14 @@
 
 export interface Match<H> {
   handler: H;
-  params: Record<string, string>;
+  /** Read-only: a static path's match is made once and shared by every request. */
+  params: Readonly<Record<string, string>>;
 }
 
-export type Lookup<H> = { kind: 'found'; match: Match<H> } | { kind: 'method'; allowed: string[] } | { kind: 'none' };
+type Found<H> = { kind: 'found'; match: Match<H> };
+export type Lookup<H> = Found<H> | { kind: 'method'; allowed: string[] } | { kind: 'none' };
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({});
 
 interface Pattern<H> {
   path: string;
@@ -16,7 +20,8 @@ interface Pattern<H> {
 }
 
 export class RouteTable<H> {
-  private readonly statics = new Map<string, Map<string, H>>();
+  /** Static paths, each method's lookup result built once (the lookup on every request allocates nothing). */
+  private readonly statics = new Map<string, Map<string, Found<H>>>();
   private readonly patterns: Pattern<H>[] = [];
 
   /** Adds a binding; returns false when that method and path are already taken (the first one wins). */
@@ -25,7 +30,7 @@ export class RouteTable<H> {
       let methods = this.statics.get(path);
       if (!methods) this.statics.set(path, (methods = new Map()));
       if (methods.has(method)) return false;
-      methods.set(method, handler);
+      methods.set(method, { kind: 'found', match: { handler, params: NO_PARAMS } });
       return true;
     }
     let pattern = this.patterns.find((p) => p.path === path);
@@ -51,8 +56,8 @@ export class RouteTable<H> {
   lookup(method: string, path: string): Lookup<H> {
     const methods = this.statics.get(path);
     if (methods) {
-      const h = methods.get(method);
-      if (h !== undefined) return { kind: 'found', match: { handler: h, params: {} } };
+      const found = methods.get(method);
+      if (found !== undefined) return found;
     }
     // A literal path owns that path: its methods are the only ones, whatever a `{field}` pattern would match.
     if (methods) return { kind: 'method', allowed: [...methods.keys()].sort() };

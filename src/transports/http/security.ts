@@ -35,6 +35,8 @@ interface Compiled {
   anyHost: boolean;
   origins: Set<string>;
   anyOrigin: boolean;
+  /** The Host header last allowed under this config: clients repeat theirs, so most checks are one comparison. */
+  lastAllowedHost: string;
 }
 
 /**
@@ -53,8 +55,12 @@ export class AccessPolicy {
   checkHost(hostHeader: string): TabAgentError | undefined {
     if (!hostHeader) return new TabAgentError('BAD_REQUEST', 'the Host header is required');
     const c = this.current();
+    if (hostHeader === c.lastAllowedHost) return undefined;
     const name = hostName(hostHeader);
-    if (c.anyHost || isLoopbackName(name) || c.hosts.has(name)) return undefined;
+    if (c.anyHost || isLoopbackName(name) || c.hosts.has(name)) {
+      c.lastAllowedHost = hostHeader;
+      return undefined;
+    }
     return new TabAgentError(
       'FORBIDDEN',
       `host '${name}' is not allowed: use a loopback address or add it to http.allowed_hosts (this protects against DNS rebinding)`,
@@ -98,7 +104,7 @@ export class AccessPolicy {
       origins.add(`chrome-extension://${id.toLowerCase()}`);
       origins.add(`moz-extension://${id.toLowerCase()}`);
     }
-    this.compiled = { config, hosts, anyHost: hosts.has('*'), origins, anyOrigin: origins.has('*') };
+    this.compiled = { config, hosts, anyHost: hosts.has('*'), origins, anyOrigin: origins.has('*'), lastAllowedHost: '' };
     return this.compiled;
   }
 }
