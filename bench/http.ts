@@ -119,34 +119,46 @@ const PROMPT = 'Tell me a story about the sea.';
 const WARMUP = 3;
 const quietLog = (): RootLog => Object.assign(Object.create(silentLog), { setLevel() {} }) as RootLog;
 
-/** Tokens/s of `streams` generations one after another (same seeds on both sides, so the same tokens). */
-interface StreamRate {
-  tokens: number;
-  seconds: number;
+/** One side of the streaming comparison: runs one generation, resolves with its completion tokens. */
+interface StreamSide {
+  generate(seed: number, maxTokens: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 /** The baseline: InferencePool.generate in this process, configured as the server configures it. */
-async function poolRate(dataDir: string, modelPath: string, streams: number, maxTokens: number): Promise<StreamRate> {
+async function poolSide(dataDir: string, modelPath: string): Promise<StreamSide> {
   const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent' }, env: {} };
   const pool = createInferencePool(loadConfig(opts).config, quietLog());
   await pool.start();
-  try {
-    await pool.load('bench', modelPath);
-    for (let i = 0; i < WARMUP; i++) await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: 32, seed: i }, { onText: () => {} });
-    let tokens = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < streams; i++) {
+  await pool.load('bench', modelPath);
+  return {
+    async generate(seed, maxTokens) {
       // onText makes the pool stream the text back as it comes, as it does for a streamed request.
-      const r = await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: maxTokens, temperature: 0.8, seed: 100 + i }, { onText: () => {} });
-      tokens += r.usage.completion_tokens;
-    }
-    return { tokens, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    await pool.close();
-  }
+      const r = await pool.generate('bench', { kind: 'chat', messages: [{ role: 'user', content: PROMPT }] }, { max_tokens: maxTokens, temperature: 0.8, seed }, { onText: () => {} });
+      return r.usage.completion_tokens;
+    },
+    close: () => pool.close(),
+  };
 }
 
-/** One keep-alive connection per round, as OpenAI clients keep theirs (a new connection per stream adds ~3 ms here). */
+/** The same generations streamed over POST /v1/chat/completions (SSE) from a server in this process, on one keep-alive connection as OpenAI clients keep theirs. */
+async function sseSide(dataDir: string, modelPath: string): Promise<StreamSide> {
+  const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent', models: [modelPath] }, env: {} };
+  const server = await startServer(new ConfigStore(loadConfig(opts), opts), quietLog());
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const port = Number(new URL(server.context.facts.listeners['http']!).port);
+  return {
+    generate(seed, maxTokens) {
+      const body = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: maxTokens, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } });
+      return sseChat(port, body, agent);
+    },
+    async close() {
+      agent.destroy();
+      await server.stop();
+    },
+  };
+}
+
 function sseChat(port: number, body: string, agent: http.Agent): Promise<number> {
   return new Promise((resolve, reject) => {
     const counter = new SseTokenCounter();
@@ -159,24 +171,26 @@ function sseChat(port: number, body: string, agent: http.Agent): Promise<number>
   });
 }
 
-/** The same generations as `poolRate`, streamed over POST /v1/chat/completions (SSE) from a server in this process. */
-async function sseRate(dataDir: string, modelPath: string, streams: number, maxTokens: number): Promise<StreamRate> {
-  const opts = { flags: { mode: 'http', port: 0, data_dir: dataDir, log_level: 'silent', models: [modelPath] }, env: {} };
-  const server = await startServer(new ConfigStore(loadConfig(opts), opts), quietLog());
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  try {
-    const port = Number(new URL(server.context.facts.listeners['http']!).port);
-    const body = (maxTokens: number, seed: number): string =>
-      JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: maxTokens, temperature: 0.8, seed, stream: true, stream_options: { include_usage: true } });
-    for (let i = 0; i < WARMUP; i++) await sseChat(port, body(32, i), agent);
-    let tokens = 0;
-    const t0 = performance.now();
-    for (let i = 0; i < streams; i++) tokens += await sseChat(port, body(maxTokens, 100 + i), agent);
-    return { tokens, seconds: (performance.now() - t0) / 1000 };
-  } finally {
-    agent.destroy();
-    await server.stop();
+/**
+ * Tokens/s of each side over `rounds` rounds of `streams` generations, one stream at a time. The sides take
+ * turns stream by stream (same seed, so the same tokens), so the shared machine's drift hits both alike.
+ */
+async function streamRates(sides: StreamSide[], rounds: number, streams: number, maxTokens: number): Promise<number[][]> {
+  for (const side of sides) for (let i = 0; i < WARMUP; i++) await side.generate(i, 32);
+  const rates: number[][] = sides.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    const tokens = sides.map(() => 0);
+    const seconds = sides.map(() => 0);
+    for (let i = 0; i < streams; i++) {
+      for (let s = 0; s < sides.length; s++) {
+        const t0 = performance.now();
+        tokens[s]! += await sides[s]!.generate(100 + i, maxTokens);
+        seconds[s]! += (performance.now() - t0) / 1000;
+      }
+    }
+    sides.forEach((_, s) => rates[s]!.push(tokens[s]! / seconds[s]!));
   }
+  return rates;
 }
 
 const pct = (sorted: number[], p: number): number => Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! * 1000) / 1000;
@@ -228,7 +242,6 @@ async function main(): Promise<void> {
   raw.close();
   await server.stop();
 
-  // One stream at a time, alternating pool and SSE rounds so drift in the shared machine hits both alike.
   const streams = arg('streams', 8);
   const maxTokens = arg('tokens', 64);
   const sizeAt = process.argv.indexOf('--size');
@@ -236,14 +249,9 @@ async function main(): Promise<void> {
   mkdirSync(path.join(dataDir, 'models'), { recursive: true });
   const modelPath = path.join(dataDir, 'models', 'bench.gguf');
   await writeTestModel(modelPath, { size });
-  const poolRates: number[] = [];
-  const sseRates: number[] = [];
-  for (let r = 0; r < rounds; r++) {
-    const a = await poolRate(dataDir, modelPath, streams, maxTokens);
-    const b = await sseRate(dataDir, modelPath, streams, maxTokens);
-    poolRates.push(a.tokens / a.seconds);
-    sseRates.push(b.tokens / b.seconds);
-  }
+  const sides = [await poolSide(dataDir, modelPath), await sseSide(dataDir, modelPath)];
+  const [poolRates, sseRates] = (await streamRates(sides, rounds, streams, maxTokens)) as [number[], number[]];
+  for (const side of sides) await side.close();
   rmSync(dataDir, { recursive: true, force: true });
   const poolMed = median(poolRates);
   const sseMed = median(sseRates);
@@ -269,7 +277,7 @@ async function main(): Promise<void> {
       ratio: sseRatio,
       target: '>= 0.97x',
       pass: sseRatio >= 0.97,
-      notes: `synthetic ${size} model, ${streams} streams x ${maxTokens} tokens per round, same seeds, one keep-alive connection; rounds pool ${poolRates.map(Math.round).join('/')} vs SSE ${sseRates.map(Math.round).join('/')}`,
+      notes: `synthetic ${size} model, ${streams} streams x ${maxTokens} tokens per round, the sides taking turns stream by stream with the same seeds, one keep-alive connection; rounds pool ${poolRates.map(Math.round).join('/')} vs SSE ${sseRates.map(Math.round).join('/')}`,
     },
     ...(wrkRaw.length === 0
       ? []
