@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The `tabagent` command line: serve, config print, and the tools around the server. */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cac } from 'cac';
 import { ConfigStore, describeConfig, loadConfig, Modes, type LoadOptions } from './runtime/config.js';
 import { createLogger } from './runtime/logger.js';
@@ -240,6 +242,68 @@ cli
       const result = uninstallNativeHost(opts);
       for (const f of result.files) process.stdout.write(`${f.action === 'removed' ? 'removed  ' : 'absent   '} ${f.path}\n`);
       if (result.registryCommand) process.stdout.write(`remove the registry entry with:\n  ${result.registryCommand}\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cli
+  .command('doctor', 'Check this installation: Node, llama.cpp binaries, GPU, ports, data dir, native hosts, a running server; exit 0 only when all pass')
+  .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
+  .option('--data-dir <dir>', 'Data directory to check')
+  .option('--port <port>', 'HTTP port to check')
+  .option('--mode <mode>', 'Mode whose listeners to check')
+  .option('--json', 'Print the checks as JSON')
+  .action(async (flags: ServeFlags & { json?: boolean }) => {
+    try {
+      const { runDoctor, formatResults } = await import('./cli/doctor.js');
+      const { config } = loadConfig(loadOptions(flags));
+      const results = await runDoctor(flags.config ? { config, configFile: flags.config } : { config });
+      process.stdout.write(flags.json ? JSON.stringify({ ok: results.every((r) => r.status !== 'fail'), checks: results }, null, 2) + '\n' : formatResults(results));
+      process.exitCode = results.some((r) => r.status === 'fail') ? 1 : 0;
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+/** The command line a service runs: this install's CLI, serving in the background (no native-messaging stdin). */
+function serviceCommand(flags: ServeFlags): string[] {
+  const cliScript = fileURLToPath(import.meta.url);
+  const args = [process.execPath, cliScript, 'serve', '--no-stdio'];
+  if (flags.config) args.push('--config', path.resolve(flags.config));
+  if (flags.dataDir) args.push('--data-dir', path.resolve(String(flags.dataDir)));
+  if (flags.port !== undefined) args.push('--port', String(flags.port));
+  if (flags.mode) args.push('--mode', flags.mode);
+  return args;
+}
+
+function printService(result: { files: { path: string; action: string }[]; next: string[] }, intro: string): void {
+  for (const f of result.files) process.stdout.write(`${f.action.padEnd(9)} ${f.path}\n`);
+  if (result.next.length) process.stdout.write(`${intro}\n${result.next.map((c) => `  ${c}`).join('\n')}\n`);
+}
+
+cli
+  .command('install-service', 'Start the server with your session: a systemd user unit (Linux), a launchd agent (macOS), or the logon-task command (Windows)')
+  .option('--config <file>', 'Config file the service passes to the server')
+  .option('--data-dir <dir>', 'Data directory the service passes to the server')
+  .option('--port <port>', 'HTTP port the service passes to the server')
+  .option('--mode <mode>', `Transports the service runs: ${Modes.join(' | ')}`)
+  .action(async (flags: ServeFlags) => {
+    try {
+      const { installService } = await import('./cli/service.js');
+      if (flags.config || flags.mode) loadConfig(loadOptions(flags));
+      printService(installService({ command: serviceCommand(flags) }), process.platform === 'win32' ? 'register it with:' : 'enable and start it with:');
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+cli
+  .command('uninstall-service', 'Remove what install-service wrote')
+  .action(async () => {
+    try {
+      const { uninstallService } = await import('./cli/service.js');
+      printService(uninstallService({}), process.platform === 'win32' ? 'remove the task with:' : 'then:');
     } catch (err) {
       fail(err);
     }
