@@ -21,6 +21,7 @@ interface ServeFlags {
   model?: string | string[];
   config?: string;
   logLevel?: string;
+  logFormat?: string;
   stdio?: boolean;
 }
 
@@ -40,6 +41,7 @@ function loadOptions(flags: ServeFlags): LoadOptions {
       data_dir: flags.dataDir,
       models: list(flags.model),
       log_level: flags.logLevel,
+      log_format: flags.logFormat,
       'native.stdio': flags.stdio === false ? false : undefined,
     },
   };
@@ -65,6 +67,7 @@ cli
   .option('--model <path>', 'Preload a GGUF model (repeatable)')
   .option('--config <file>', 'Config file (.toml, .yaml or .yml)')
   .option('--log-level <level>', 'trace | debug | info | warn | error | fatal | silent')
+  .option('--log-format <format>', 'json | pretty | auto (pretty on a terminal); default json')
   .option('--no-stdio', 'In native modes, do not read native-messaging frames on stdin (for a server started in the background)')
   .action(async (command: string | undefined, flags: ServeFlags) => {
     if (command !== undefined && command !== 'serve') fail(new TabAgentError('BAD_REQUEST', `unknown command '${command}'; see tabagent --help`));
@@ -75,7 +78,9 @@ cli
     } catch (err) {
       fail(err);
     }
-    const log = createLogger(store.config.log_level);
+    // Worker threads copy the environment at their start, so this is how their loggers learn the format.
+    process.env['TABAGENT_LOG_FORMAT'] = store.config.log_format;
+    const log = createLogger(store.config.log_level, undefined, store.config.log_format);
     store.onChange((change) => {
       if (change.applied.includes('log_level')) log.setLevel(change.config.log_level);
       if (change.applied.length) log.info('config reloaded', { applied: change.applied });

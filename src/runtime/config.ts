@@ -5,7 +5,7 @@ import { parse as parseToml } from 'smol-toml';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import { TabAgentError } from '../protocol/errors.js';
-import { LogLevels } from './logger.js';
+import { LogFormats, LogLevels } from './logger.js';
 import { defaultDataDir } from './paths.js';
 
 export const Modes = ['native', 'http', 'webrtc', 'both', 'all'] as const;
@@ -28,6 +28,8 @@ export const ConfigSchema = v.object({
   /** Models to load at start-up (paths or ids). */
   models: v.optional(StringList, []),
   log_level: v.optional(v.picklist(LogLevels), 'info'),
+  /** json: one JSON object a line (for log collectors); pretty: readable lines; auto: pretty on a terminal, else json. */
+  log_format: v.optional(v.picklist(LogFormats), 'json'),
   /** Extension ids allowed over native messaging, and as chrome-extension:// origins over HTTP and WebRTC. */
   extension_ids: v.optional(StringList, []),
   shutdown: v.optional(
